@@ -138,6 +138,7 @@ class Executor:
                 continue
             if node_id not in to_run:
                 report.status = "cached"  # not needed: everything downstream came from the cache
+                emit(Event("node_cached", node_id, {"type": report.type}))
                 continue
             if cancel is not None and cancel.cancelled:
                 status = "cancelled"
