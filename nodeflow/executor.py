@@ -125,7 +125,14 @@ class Executor:
         for node_id in to_run:
             for src, _, _, _ in checked.links[node_id].values():
                 consumers[src] = consumers.get(src, 0) + 1
-        graph_json = doc.model_dump(mode="json")
+        dumped: list[dict[str, Any]] = []
+
+        def graph_json() -> dict[str, Any]:
+            # Serialising a big graph costs milliseconds; only nodes that embed it pay, once.
+            if not dumped:
+                dumped.append(doc.model_dump(mode="json"))
+            return dumped[0]
+
         keep = set(plan.targets)
         status = "succeeded"
         for node_id in plan.order:
@@ -176,7 +183,7 @@ class Executor:
         checked: Any,
         entries: dict[str, CacheEntry],
         output_dir: Path,
-        graph_json: dict[str, Any],
+        graph_json: Callable[[], dict[str, Any]],
         emit: Callable[[Event], None],
         cancel: CancelToken | None,
         report: NodeReport,

@@ -140,13 +140,21 @@ class NodeSchema(BaseModel):
     pure: bool = True
     pack: str = ""
 
+    # Lookups by name happen per link during validation: keep them O(1) for big graphs.
+    _inputs_by_name: dict[str, InputSpec] = PrivateAttr(default_factory=dict)
+    _outputs_by_name: dict[str, OutputSpec] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, __context: Any) -> None:
+        self._inputs_by_name = {i.name: i for i in self.inputs}
+        self._outputs_by_name = {o.name: o for o in self.outputs}
+
     def input(self, name: str) -> InputSpec | None:
         """The input called ``name``, if declared."""
-        return next((i for i in self.inputs if i.name == name), None)
+        return self._inputs_by_name.get(name)
 
     def output(self, name: str) -> OutputSpec | None:
         """The output called ``name``, if declared."""
-        return next((o for o in self.outputs if o.name == name), None)
+        return self._outputs_by_name.get(name)
 
 
 def Input(  # noqa: N802 - reads as a declaration, like pydantic's Field
@@ -308,10 +316,15 @@ class Context:
     node_type: str
     models: Any = None
     output_dir: Path = Path("outputs")
-    graph: dict[str, Any] | None = None
+    graph_source: Callable[[], dict[str, Any]] | None = None
     emit: Callable[[Event], None] | None = None
     cancel: CancelToken | None = None
     files: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def graph(self) -> dict[str, Any] | None:
+        """The graph document being run, as JSON data (e.g. to embed in a saved PNG)."""
+        return self.graph_source() if self.graph_source is not None else None
 
     def progress(self, value: float, max: float) -> None:
         """Report progress inside the node (e.g. denoise step ``value`` of ``max``); checks cancellation."""
