@@ -11,8 +11,9 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 # Models load from local paths only; make any accidental hub lookup fail fast instead of hanging.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .cache import Cache, CacheEntry
 from .errors import Cancelled, ErrorInfo, GraphInvalid, NodeflowError

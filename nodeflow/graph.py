@@ -20,8 +20,9 @@ structured errors; saving is byte-stable (sorted keys, two-space indent).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 

@@ -19,7 +19,7 @@ class ProgressPrinter:
         self._steps: Any = None
         self._steps_node: str | None = None
 
-    def __enter__(self) -> "ProgressPrinter":
+    def __enter__(self) -> ProgressPrinter:
         return self
 
     def __exit__(self, *exc: object) -> None:

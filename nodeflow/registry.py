@@ -21,10 +21,11 @@ import os
 import pkgutil
 import sys
 import traceback
+from collections.abc import Iterable
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterable
+from typing import Any
 
 from .errors import ErrorInfo
 from .node import NodeSchema, is_node_class, schema_of
@@ -157,6 +158,11 @@ def _import_file(name: str, path: Path) -> ModuleType:
     )
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")
+    # Forget an earlier import under this name (another registry in this process, or a
+    # same-named pack in another plugin folder): its cached submodules would otherwise be
+    # reused by this package's relative imports instead of the files next to it.
+    for loaded in [m for m in sys.modules if m == module_name or m.startswith(module_name + ".")]:
+        del sys.modules[loaded]
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from _engine_nodes import CALLS, link, make_registry
+
 from nodeflow.cache import Cache
 from nodeflow.executor import Executor
 from nodeflow.node import CancelToken

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 
+from _engine_nodes import make_registry
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from _engine_nodes import make_registry
 from nodeflow.cache import Cache
 from nodeflow.errors import ErrorInfo
 from nodeflow.executor import Executor

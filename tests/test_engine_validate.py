@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from _engine_nodes import link, make_registry
+
 from nodeflow.validate import validate
 
 REGISTRY = make_registry()
