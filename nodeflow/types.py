@@ -134,10 +134,16 @@ class Latents:
 
     ``scaling_factor`` is the VAE factor these latents were multiplied by (decoding
     divides by it); ``noise_sigma``-style details belong to the scheduler state.
+
+    ``generator_state`` is the random stream that produced these latents: the
+    ``get_state()`` of the CPU ``torch.Generator`` after their last draw, or ``None``.
+    Stochastic samplers continue it, so a graph draws its numbers in the same order
+    as diffusers' pipelines do with one generator (initial noise first, then step noise).
     """
 
     samples: torch.Tensor
     scaling_factor: float = 1.0
+    generator_state: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,34 @@ class NoisePred:
 
 
 @dataclass(frozen=True)
+class SchedulerState:
+    """A diffusers scheduler part-way through a run: the TIMESTEPS value.
+
+    ``scheduler`` has had ``set_timesteps(steps)`` called and carries the multistep
+    history (PNDM's ``ets``, DPM-Solver's ``model_outputs``...) of the steps taken so
+    far. It is never mutated once in a state: a step works on a deep copy and returns
+    a new state, so a cached state can feed any number of branches. ``index`` is the
+    position in ``scheduler.timesteps`` of the next step; ``eta`` is DDIM's eta.
+    """
+
+    scheduler: Any
+    index: int = 0
+    steps: int = 0
+    name: str = ""
+    eta: float = 0.0
+
+    @property
+    def timesteps(self) -> torch.Tensor:
+        """All timesteps of the run (the steps already taken included)."""
+        return self.scheduler.timesteps  # type: ignore[no-any-return]
+
+    @property
+    def remaining(self) -> int:
+        """How many steps are left."""
+        return len(self.scheduler.timesteps) - self.index
+
+
+@dataclass(frozen=True)
 class Embedding:
     """A textual-inversion embedding: ``vectors`` [n, D] bound to ``token``."""
 
@@ -186,6 +220,7 @@ PY_TYPES: dict[Any, str] = {
     Image: IMAGE,
     Mask: MASK,
     NoisePred: NOISE_PRED,
+    SchedulerState: TIMESTEPS,
     Embedding: EMBEDDING,
 }
 
@@ -279,7 +314,7 @@ __all__ = [
     "ANY", "INT", "FLOAT", "STRING", "BOOL", "TOKENIZER", "TEXT_ENCODER", "UNET", "VAE", "SCHEDULER",
     "TOKENS", "CONDITIONING", "LATENTS", "TIMESTEPS", "NOISE_PRED", "IMAGE", "MASK", "EMBEDDING",
     "LITERAL_TYPES", "WIDENINGS", "TYPE_INFO", "can_connect", "convert", "compatibility_table",
-    "Tokens", "Conditioning", "Latents", "Image", "Mask", "NoisePred", "Embedding", "PY_TYPES",
+    "Tokens", "Conditioning", "Latents", "Image", "Mask", "NoisePred", "SchedulerState", "Embedding", "PY_TYPES",
     "VALUE_CLASSES", "socket_type_of", "value_nbytes", "tensors_in", "encode_value", "decode_value",
     "NotSerializable",
 ]

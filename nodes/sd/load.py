@@ -1,0 +1,51 @@
+"""Load a Stable Diffusion 1.x model through the model store.
+
+Owned by the single-file/LoRA engineer; this first version only fixes the interface
+(inputs ``model``, ``dtype``, ``device``; outputs ``tokenizer``, ``text_encoder``,
+``unet``, ``vae``, ``scheduler``) so the rest of the pack can be wired against it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from nodeflow.models import ModelStore
+from nodeflow.node import Context, Input, Output, node
+
+
+@node("sd.load_model", display_name="Load Model", category="sd/loaders", pure=False)
+class LoadModel:
+    """Load an SD 1.x model (a diffusers folder, a .safetensors file or "default") from a local path."""
+
+    model = Input("STRING", default="default", widget="model", description='a diffusers folder, a single-file .safetensors checkpoint, or "default" (the embedded digits model)')
+    dtype = Input("STRING", default="fp32", choices=["fp32", "fp16", "bf16"], description="weight precision")
+    device = Input("STRING", default="auto", choices=["auto", "cpu", "cuda"], description="auto: CUDA when present, else CPU")
+    tokenizer = Output("TOKENIZER")
+    text_encoder = Output("TEXT_ENCODER")
+    unet = Output("UNET")
+    vae = Output("VAE")
+    scheduler = Output("SCHEDULER", description="the model's scheduler config (a dict)")
+
+    def fingerprint(self, ctx: Context, model: str, dtype: str, device: str) -> str:
+        # The weights on disk may change under the same path: key on what the store keys on.
+        path = Path(model).expanduser()
+        if model == "default" or not path.exists():
+            return model
+        stats = [path.stat()] if path.is_file() else [p.stat() for p in sorted(path.rglob("*")) if p.is_file()]
+        return f"{os.path.realpath(path)}:{sum(s.st_size for s in stats)}:{max((s.st_mtime_ns for s in stats), default=0)}"
+
+    def run(self, ctx: Context, model: str, dtype: str, device: str) -> dict[str, Any]:
+        store = ctx.models if ctx.models is not None else ModelStore()
+        parts = store.load_sd(model, dtype=dtype, device=None if device == "auto" else device)
+        return {
+            "tokenizer": parts.tokenizer,
+            "text_encoder": parts.text_encoder,
+            "unet": parts.unet,
+            "vae": parts.vae,
+            "scheduler": dict(parts.scheduler_config),
+        }
+
+
+NODES = [LoadModel]
