@@ -1,0 +1,188 @@
+"""Composition: build the server's objects, wire them into an aiohttp app, run it.
+
+:class:`Server` owns one of each: registry, execution backend (holding the executor,
+cache and model store), run store, workflow store, upload store, websocket hub and
+worker. Nothing is global; two servers in one process (as in the tests) share nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+from aiohttp import web
+
+from ..registry import Registry, build_registry
+from .backend import ExecutionBackend, make_backend
+from .config import ServerConfig, check_config
+from .hub import Hub
+from .replies import errors_to_json
+from .routes import Api
+from .schemas import WsQueue
+from .security import Guard, add_security_headers, log_requests
+from .store import RunStore
+from .uploads import UploadStore
+from .workflows import WorkflowStore
+from .worker import Worker
+
+log = logging.getLogger("nodeflow.server")
+
+
+class Server:
+    """The composed application (see the module docstring). Build it, then serve :meth:`app`."""
+
+    def __init__(self, config: ServerConfig, *, registry: Registry | None = None, backend: ExecutionBackend | None = None):
+        check_config(config)
+        config.data_dir = config.data_dir.resolve()
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        config.outputs_dir.mkdir(parents=True, exist_ok=True)
+        self.config = config
+        self.registry = registry if registry is not None else build_registry(config.plugin_dirs)
+        self.backend = backend if backend is not None else make_backend(config, self.registry)
+        self.store = RunStore(config.database)
+        self.workflows = WorkflowStore(config.workflows_dir, config.builtin_workflows_dir)
+        self.uploads = UploadStore(config.inputs_dir, config.max_upload_bytes, config.max_upload_pixels)
+        self.hub = Hub(lambda: self.queue_message(None))
+        self.worker = Worker(self.store, self.backend, config.outputs_dir, self._publish_threadsafe,
+                             preview_interval=config.preview_interval)
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def app(self) -> web.Application:
+        """A fresh aiohttp application serving this server (start it once)."""
+        app = web.Application(
+            client_max_size=self.config.max_json_bytes,
+            middlewares=[log_requests, errors_to_json, Guard(self.config).middleware],
+        )
+        Api(self).add_routes(app)
+        app.on_response_prepare.append(add_security_headers)
+        app.on_startup.append(self._startup)
+        app.on_shutdown.append(self._shutdown)
+        app.on_cleanup.append(self._cleanup)
+        return app
+
+    # -- events to the websocket ------------------------------------------------------------
+    def publish(self, message: dict[str, Any]) -> None:
+        """Send ``message`` to every websocket client (call on the loop)."""
+        self.hub.broadcast(message)
+
+    def _publish_threadsafe(self, message: dict[str, Any]) -> None:
+        """What the worker calls: hop to the loop, or drop the message if the loop is gone."""
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            loop.call_soon_threadsafe(self.hub.broadcast, message)
+        except RuntimeError:
+            pass  # loop closed: the server is stopping and nobody is listening
+
+    def queue_message(self, run_id: str | None) -> dict[str, Any]:
+        """The ``queue`` websocket message as of now."""
+        queued, running = self.store.queue_state()
+        return WsQueue(run=run_id, queued=queued, running=running).model_dump(mode="json")
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def _startup(self, app: web.Application) -> None:
+        self._loop = asyncio.get_running_loop()
+        requeued, failed = self.store.recover(self.config.max_attempts)
+        for run_id in requeued:
+            log.info("run %s was interrupted by a crash; queued again", run_id)
+        for run_id in failed:
+            log.warning("run %s was interrupted %d times; marked failed", run_id, self.config.max_attempts)
+        self.worker.start()
+
+    async def _shutdown(self, app: web.Application) -> None:
+        await self.hub.close()
+
+    async def _cleanup(self, app: web.Application) -> None:
+        stopped = await asyncio.to_thread(self.worker.stop, self.config.shutdown_grace)
+        if not stopped:
+            log.warning("the running node ignored cancellation; its run will be queued again at the next start")
+        else:
+            self.store.close()  # only when the worker is done with it
+        self.backend.close()
+
+
+def create_app(config: ServerConfig, *, registry: Registry | None = None, backend: ExecutionBackend | None = None) -> web.Application:
+    """An aiohttp application for ``config`` (for ``aiohttp.test_utils`` or your own runner)."""
+    return Server(config, registry=registry, backend=backend).app()
+
+
+@dataclass
+class RunningServer:
+    """A server listening on a socket; :meth:`close` stops it gracefully."""
+
+    runner: web.AppRunner
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` (IPv6 hosts bracketed)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def close(self) -> None:
+        """Stop accepting, close websockets, requeue the running run, release everything."""
+        await self.runner.cleanup()
+
+
+async def start_server(config: ServerConfig, *, registry: Registry | None = None,
+                       backend: ExecutionBackend | None = None) -> RunningServer:
+    """Build and start a server on ``config.host:config.port`` (port 0 picks a free one)."""
+    app = create_app(config, registry=registry, backend=backend)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)  # our middleware logs each request once
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    await site.start()
+    port = runner.addresses[0][1]
+    return RunningServer(runner, config.host, port)
+
+
+def run_server(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8188,
+    token: str | None = None,
+    data_dir: str | Path | None = None,
+    plugin_dirs: Iterable[str | Path] = (),
+    backend: str = "local",
+    address: str | None = None,
+    **options: Any,
+) -> None:
+    """Serve until SIGINT/SIGTERM (what ``nodeflow serve`` calls).
+
+    Raises :class:`~nodeflow.server.config.ServerConfigError` before binding anything
+    for a non-loopback ``host`` without ``token``, or a backend that is not available.
+    ``options`` are further :class:`ServerConfig` fields (limits, ``web_dir``...).
+    """
+    config = ServerConfig(
+        host=host, port=port, token=token or None, data_dir=Path(data_dir) if data_dir else Path("nodeflow-data"),
+        plugin_dirs=list(plugin_dirs), backend=backend, address=address, **options,
+    )
+    check_config(config)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log.setLevel(logging.INFO)
+    asyncio.run(_serve_until_stopped(config))
+
+
+async def _serve_until_stopped(config: ServerConfig) -> None:
+    server = await start_server(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C arrives as KeyboardInterrupt
+            pass
+    log.info("nodeflow server on %s (data in %s%s)", server.url, config.data_dir,
+             ", token required" if config.token else "")
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping; queued runs stay queued")
+        await server.close()

@@ -1,0 +1,114 @@
+"""Server settings and the refusals that keep a default install safe.
+
+:class:`ServerConfig` is a plain dataclass: the CLI fills it from flags, tests build
+one by hand. :func:`check_config` refuses the dangerous combinations before anything
+binds a socket (a non-loopback host without a token, an unknown backend).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nodeflow
+
+#: The repository layout: ``web/`` and ``workflows/`` sit beside the ``nodeflow`` package.
+_REPO_ROOT = Path(nodeflow.__file__).resolve().parent.parent
+_PACKAGE_ROOT = Path(nodeflow.__file__).resolve().parent
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+class ServerConfigError(ValueError):
+    """The server refuses to start with these settings; the message says why and what to do."""
+
+
+@dataclass
+class ServerConfig:
+    """Everything the server needs to know before it starts.
+
+    Size limits are in bytes. ``web_dir`` and ``builtin_workflows_dir`` default to the
+    repository's ``web/`` and ``workflows/`` folders (or the same folders installed as
+    package data inside ``nodeflow/``).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8188
+    token: str | None = None
+    data_dir: Path = Path("nodeflow-data")
+    plugin_dirs: list[Path] = field(default_factory=list)
+    backend: str = "local"
+    address: str | None = None
+    web_dir: Path | None = None
+    builtin_workflows_dir: Path | None = None
+    max_json_bytes: int = 8 << 20
+    max_upload_bytes: int = 25 << 20
+    max_upload_pixels: int = 64_000_000
+    preview_interval: float = 0.25
+    #: How many times a run interrupted by a crash is started again before it is marked failed.
+    max_attempts: int = 3
+    #: Seconds a graceful stop waits for the running node to notice its cancellation.
+    shutdown_grace: float = 10.0
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        self.plugin_dirs = [Path(p) for p in self.plugin_dirs]
+        if self.web_dir is None:
+            self.web_dir = _first_dir(_REPO_ROOT / "web", _PACKAGE_ROOT / "web")
+        if self.builtin_workflows_dir is None:
+            self.builtin_workflows_dir = _first_dir(_REPO_ROOT / "workflows", _PACKAGE_ROOT / "workflows")
+
+    @property
+    def loopback(self) -> bool:
+        """Whether the server binds to a loopback address only."""
+        return is_loopback(self.host)
+
+    @property
+    def outputs_dir(self) -> Path:
+        """Where each run writes its files, one folder per run id."""
+        return self.data_dir / "outputs"
+
+    @property
+    def inputs_dir(self) -> Path:
+        """Where uploaded images are stored (what load-image nodes read)."""
+        return self.data_dir / "inputs"
+
+    @property
+    def workflows_dir(self) -> Path:
+        """Where saved (user) workflows live."""
+        return self.data_dir / "workflows"
+
+    @property
+    def database(self) -> Path:
+        """The SQLite file holding the queue and the history."""
+        return self.data_dir / "nodeflow.sqlite3"
+
+
+def _first_dir(*candidates: Path) -> Path:
+    """The first existing folder, else the first candidate (served as empty)."""
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names only this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
+
+
+def check_config(config: ServerConfig) -> None:
+    """Raise :class:`ServerConfigError` for settings the server must refuse."""
+    if not config.loopback and not config.token:
+        raise ServerConfigError(
+            f"refusing to listen on {config.host!r} without an access token: anyone who can reach this"
+            " address could run graphs and read outputs. Pass --token TOKEN (or set NODEFLOW_TOKEN),"
+            " or bind to 127.0.0.1."
+        )
+    if config.backend not in ("local", "ray"):
+        raise ServerConfigError(f"unknown backend {config.backend!r} (choose 'local' or 'ray')")
+    if not 0 <= config.port <= 65535:
+        raise ServerConfigError(f"port {config.port} is not between 0 and 65535")

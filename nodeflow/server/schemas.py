@@ -1,0 +1,271 @@
+"""The JSON shapes of the API: request bodies, responses and websocket messages.
+
+Handlers build their responses from these models and the OpenAPI document is
+generated from the same models, so the document cannot drift from what is sent.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..node import NodeSchema
+
+RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class ErrorModel(BaseModel):
+    """One structured problem (the JSON form of :class:`nodeflow.errors.ErrorInfo`)."""
+
+    code: str
+    message: str
+    node: str | None = None
+    input: str | None = None
+
+
+class ErrorBody(BaseModel):
+    """Every non-2xx answer: a sentence, a stable code and, for invalid graphs, every problem found."""
+
+    error: str
+    code: str
+    errors: list[ErrorModel] = Field(default_factory=list)
+
+
+class RunRequest(BaseModel):
+    """Body of ``POST /api/runs``: a graph document or a saved workflow's name, plus graph inputs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    graph: dict[str, Any] | None = None
+    workflow: str | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict, description="exposed graph inputs by name, or NODE_ID.INPUT")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RunRequest:
+        if (self.graph is None) == (self.workflow is None):
+            raise ValueError("give exactly one of 'graph' and 'workflow'")
+        return self
+
+
+class RunCreated(BaseModel):
+    """Answer to an accepted run: its id and its place in the queue (0 = next)."""
+
+    id: str
+    status: RunStatus
+    position: int | None = None
+
+
+class Progress(BaseModel):
+    """Progress inside a node: ``value`` of ``max`` (e.g. denoise steps)."""
+
+    value: float
+    max: float
+
+
+class NodeState(BaseModel):
+    """How one node of a run fared (``running`` and ``progress`` only while the run is going)."""
+
+    type: str | None = None
+    status: Literal["running", "ran", "cached", "failed", "skipped"]
+    seconds: float | None = None
+    progress: Progress | None = None
+
+
+class OutputInfo(BaseModel):
+    """A file a run wrote. ``url`` serves it (add ``?token=`` when the server has a token)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    node: str | None = None
+    kind: str = "file"
+    path: str = Field(description="relative to the outputs folder: RUN_ID/FILE")
+    url: str | None = None
+
+
+class RunSummary(BaseModel):
+    """A run as the history lists it. Times are Unix seconds."""
+
+    id: str
+    status: RunStatus
+    created: float
+    started: float | None = None
+    finished: float | None = None
+    seconds: float | None = None
+    workflow: str | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    position: int | None = Field(None, description="place in the queue while queued (0 = next)")
+    attempts: int = 0
+    nodes: dict[str, NodeState] = Field(default_factory=dict)
+    outputs: list[OutputInfo] = Field(default_factory=list)
+    error: str | None = Field(None, description="the first error's sentence, if any")
+    errors: list[ErrorModel] = Field(default_factory=list)
+
+
+class RunDetail(RunSummary):
+    """One run with the graph it ran (inputs already applied)."""
+
+    graph: dict[str, Any]
+
+
+class RunList(BaseModel):
+    """A page of the history, newest first."""
+
+    runs: list[RunSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class RunRef(BaseModel):
+    """A run id and its status after an action on it."""
+
+    id: str
+    status: RunStatus | Literal["deleted"]
+
+
+class WorkflowInfo(BaseModel):
+    """A saved workflow. Built-in ones (the repository's ``workflows/``) are read-only."""
+
+    name: str
+    source: Literal["builtin", "user"]
+    read_only: bool
+    description: str = ""
+    inputs: dict[str, dict[str, Any]] = Field(default_factory=dict, description="exposed graph inputs")
+    error: str | None = Field(None, description="why the file could not be read, if it could not")
+
+
+class WorkflowList(BaseModel):
+    """Every workflow, user ones first, each name once."""
+
+    workflows: list[WorkflowInfo]
+
+
+class WorkflowSaved(WorkflowInfo):
+    """Answer to a save: the workflow, and what validation says about it now (saving never needs a valid graph)."""
+
+    problems: list[ErrorModel] = Field(default_factory=list)
+
+
+class UploadInfo(BaseModel):
+    """A stored upload. ``name`` is what an image-loading node's input accepts."""
+
+    name: str
+    url: str
+    bytes: int
+    width: int | None = None
+    height: int | None = None
+    format: str | None = None
+
+
+class UploadList(BaseModel):
+    """The uploaded images, newest first."""
+
+    uploads: list[UploadInfo]
+
+
+class QueueState(BaseModel):
+    """How many runs wait and which one runs."""
+
+    queued: int
+    running: str | None = None
+
+
+class SystemInfo(BaseModel):
+    """Versions, device, memory, queue and cache: enough to answer "what is this server doing"."""
+
+    versions: dict[str, str | None]
+    backend: str
+    device: dict[str, Any]
+    memory: dict[str, int | None]
+    queue: QueueState
+    cache: dict[str, Any]
+    nodes: int
+    plugin_errors: int
+
+
+class CacheStats(BaseModel):
+    """The cache's counters after an action."""
+
+    cache: dict[str, Any]
+
+
+class Catalogue(BaseModel):
+    """Node schemas and the type compatibility table (see ``Registry.catalogue``)."""
+
+    nodes: dict[str, NodeSchema]
+    types: dict[str, Any]
+    errors: list[ErrorModel]
+
+
+# -- websocket messages -----------------------------------------------------------
+class WsMessage(BaseModel):
+    """Every websocket message has a ``type`` and the ``run`` it is about (``null`` for none)."""
+
+    type: str
+    run: str | None
+
+
+class WsQueue(WsMessage):
+    """``queue``: the queue changed (also sent once on connect)."""
+
+    type: Literal["queue"] = "queue"
+    queued: int
+    running: str | None = None
+
+
+class WsRunStarted(WsMessage):
+    """``run_started``: the worker took the run; ``nodes`` is how many nodes the plan holds."""
+
+    type: Literal["run_started"] = "run_started"
+    nodes: int | None = None
+
+
+class WsNode(WsMessage):
+    """``node_started``, ``node_cached``, ``node_finished`` (with ``seconds``), ``node_failed`` (with ``error``)."""
+
+    type: Literal["node_started", "node_cached", "node_finished", "node_failed"]
+    node: str
+    node_type: str | None = None
+    seconds: float | None = None
+    error: ErrorModel | None = None
+
+
+class WsProgress(WsMessage):
+    """``progress``: step ``value`` of ``max`` inside ``node``."""
+
+    type: Literal["progress"] = "progress"
+    node: str | None = None
+    value: float
+    max: float
+
+
+class WsPreview(WsMessage):
+    """``preview``: a PNG data URL of the work in progress (at most one per ``preview_interval`` per run)."""
+
+    type: Literal["preview"] = "preview"
+    node: str | None = None
+    image: str
+
+
+class WsOutput(WsMessage):
+    """``output``: a node wrote a file."""
+
+    type: Literal["output"] = "output"
+    node: str | None = None
+    kind: str
+    url: str | None = None
+
+
+class WsRunFinished(WsMessage):
+    """``run_succeeded``, ``run_failed``, ``run_cancelled``: the run ended; its record is final."""
+
+    type: Literal["run_succeeded", "run_failed", "run_cancelled"]
+    seconds: float | None = None
+    error: str | None = None
+    errors: list[ErrorModel] = Field(default_factory=list)
+    outputs: list[OutputInfo] = Field(default_factory=list)
+
+
+WS_MESSAGES: list[type[WsMessage]] = [WsQueue, WsRunStarted, WsNode, WsProgress, WsPreview, WsOutput, WsRunFinished]

@@ -1,0 +1,109 @@
+"""Saved workflows: the user's under ``DATA_DIR/workflows``, the repository's read-only.
+
+A workflow is a graph document stored as ``NAME.json``. Names are checked against
+one pattern (letters, digits, ``_`` and ``-``; no dots, no slashes), so a name can
+never be a path. Built-in workflows cannot be overwritten or deleted; a user workflow
+cannot take a built-in's name, so ``{"workflow": "txt2img"}`` always means one thing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..errors import GraphInvalid
+from ..graph import GraphDoc, dump_graph, load_graph, parse_graph
+from .replies import ApiError
+from .schemas import WorkflowInfo
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+class WorkflowStore:
+    """Lists, reads, saves and deletes workflows in two folders (see the module docstring)."""
+
+    def __init__(self, user_dir: Path, builtin_dir: Path | None):
+        self.user_dir = Path(user_dir)
+        self.builtin_dir = Path(builtin_dir) if builtin_dir is not None else None
+        self.user_dir.mkdir(parents=True, exist_ok=True)
+
+    def list(self) -> list[WorkflowInfo]:
+        """Every workflow, user ones first, sorted by name within each source."""
+        found: dict[str, WorkflowInfo] = {}
+        for source, folder in (("builtin", self.builtin_dir), ("user", self.user_dir)):  # built-ins win a clash
+            if folder is None or not folder.is_dir():
+                continue
+            for path in sorted(folder.glob("*.json")):
+                if NAME_RE.match(path.stem) and path.stem not in found:
+                    found[path.stem] = self._info(path.stem, source, path)
+        return [found[n] for n in sorted(found, key=lambda n: (found[n].source != "user", n))]
+
+    def get(self, name: str) -> tuple[GraphDoc, WorkflowInfo]:
+        """The parsed document and info of workflow ``name``; 400 for a bad name, 404 if absent."""
+        source, path = self._locate(name)
+        if path is None:
+            raise ApiError(404, "unknown_workflow", f"no workflow named '{name}'")
+        try:
+            doc = load_graph(path)
+        except GraphInvalid as exc:
+            raise ApiError(500, "broken_workflow", f"workflow '{name}' cannot be read", exc.errors) from None
+        return doc, self._info(name, source, path, doc)
+
+    def save(self, name: str, body: Any) -> tuple[GraphDoc, WorkflowInfo, bool]:
+        """Write a user workflow; returns the document, its info and whether it is new."""
+        source, path = self._locate(name)
+        if source == "builtin":
+            raise ApiError(403, "read_only", f"'{name}' is a built-in workflow and is read-only; save under another name")
+        try:
+            doc = parse_graph(body)
+        except GraphInvalid as exc:
+            raise ApiError(400, "invalid_graph", "the body is not a graph document", exc.errors) from None
+        target = self.user_dir / f"{name}.json"
+        created = not target.exists()
+        fd, tmp = tempfile.mkstemp(dir=self.user_dir, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(dump_graph(doc))
+        os.replace(tmp, target)  # atomic: a reader never sees half a workflow
+        return doc, self._info(name, "user", target, doc), created
+
+    def delete(self, name: str) -> None:
+        """Delete a user workflow; 403 for a built-in, 404 if absent."""
+        source, path = self._locate(name)
+        if source == "builtin":
+            raise ApiError(403, "read_only", f"'{name}' is a built-in workflow and is read-only")
+        if path is None:
+            raise ApiError(404, "unknown_workflow", f"no workflow named '{name}'")
+        path.unlink()
+
+    def _locate(self, name: str) -> tuple[str | None, Path | None]:
+        """Which source holds ``name`` and its file (built-ins win)."""
+        if not NAME_RE.match(name):
+            raise ApiError(400, "bad_name", "a workflow name is 1-64 letters, digits, '_' or '-', starting with a letter or digit")
+        if self.builtin_dir is not None:
+            path = self.builtin_dir / f"{name}.json"
+            if path.is_file():
+                return "builtin", path
+        path = self.user_dir / f"{name}.json"
+        if path.is_file() and path.resolve().is_relative_to(self.user_dir.resolve()):
+            return "user", path
+        return None, None
+
+    @staticmethod
+    def _info(name: str, source: str, path: Path, doc: GraphDoc | None = None) -> WorkflowInfo:
+        error = None
+        if doc is None:
+            try:
+                doc = load_graph(path)
+            except GraphInvalid as exc:
+                error = str(exc)
+        return WorkflowInfo(
+            name=name,
+            source=source,  # type: ignore[arg-type]
+            read_only=source == "builtin",
+            description=str(doc.meta.get("description", "")) if doc else "",
+            inputs={k: v.model_dump() for k, v in doc.inputs.items()} if doc else {},
+            error=error,
+        )

@@ -1,0 +1,57 @@
+"""Test-only node pack for the server tests: a slow loop, a file writer, a failure.
+
+Loaded through ``plugin_dirs`` like any third-party pack, so the server tests do not
+depend on the Stable Diffusion pack.
+"""
+
+import time
+
+from PIL import Image
+
+from nodeflow.node import Input, Output, node
+
+
+@node("srvtest.slow", category="testing")
+class Slow:
+    """Sleep ``delay`` seconds per step for ``steps`` steps, reporting progress (a stand-in for a denoise loop)."""
+
+    steps = Input("INT", default=10, min=1, max=100000)
+    delay = Input("FLOAT", default=0.05, min=0.0, max=10.0)
+    value = Input("INT", default=0)
+    previews = Input("BOOL", default=False)
+    out = Output("INT")
+
+    def run(self, ctx, steps, delay, value, previews):
+        for step in range(steps):
+            time.sleep(delay)
+            if previews:
+                ctx.preview(Image.new("RGB", (8, 8), (step % 256, 0, 0)))
+            ctx.progress(step + 1, steps)  # also where cancellation is noticed
+        return value
+
+
+@node("srvtest.write_text", category="testing", output_node=True)
+class WriteText:
+    """Write ``text`` to ``name`` in the run's output folder and report it as an output."""
+
+    text = Input("STRING", default="hello")
+    name = Input("STRING", default="out.txt")
+    path = Output("STRING")
+
+    def run(self, ctx, text, name):
+        ctx.output_dir.mkdir(parents=True, exist_ok=True)
+        target = ctx.output_dir / name
+        target.write_text(text, encoding="utf-8")
+        ctx.add_output(target, kind="text")
+        return str(target)
+
+
+@node("srvtest.fail", category="testing", output_node=True)
+class Fail:
+    """Always raise (to see a failed run)."""
+
+    message = Input("STRING", default="boom")
+    out = Output("STRING")
+
+    def run(self, ctx, message):
+        raise RuntimeError(message)
