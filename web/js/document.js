@@ -1,0 +1,270 @@
+// Converts between the litegraph canvas and the nodeflow graph document
+// ({"format": "nodeflow/graph", "version": 1, "nodes", "inputs", "meta"}), the one
+// file format the CLI runs and the server stores. Editor-only data goes under a
+// node's "ui" or the graph's "meta", which the executor ignores.
+//
+// Round trips are exact for what the editor understands: node ids, input order,
+// literals left out of a document (so their default applies) stay left out, unknown
+// "ui" keys and unknown inputs are carried through untouched, and a node whose type
+// the server does not know is kept verbatim (see MissingNode).
+
+import { LGraphGroup, LiteGraph } from "../vendor/litegraph.es.js";
+import { MISSING_TYPE, takesLiteral } from "./nodes.js";
+
+export const FORMAT = "nodeflow/graph";
+export const VERSION = 1;
+
+function isLink(value) {
+  return (
+    value !== null &&
+    typeof value === "object" &&
+    !Array.isArray(value) &&
+    Object.keys(value).length === 2 &&
+    typeof value.node === "string" &&
+    typeof value.output === "string"
+  );
+}
+
+/** Problems that stop a document from loading at all (the server validates the rest). */
+export function checkDocument(doc) {
+  if (!doc || typeof doc !== "object" || Array.isArray(doc)) return "a graph must be a JSON object";
+  if ((doc.format ?? FORMAT) !== FORMAT) return `not a nodeflow graph (format ${JSON.stringify(doc.format)})`;
+  if ((doc.version ?? VERSION) !== VERSION)
+    return `graph format version ${doc.version} is not supported by this editor (it reads version ${VERSION})`;
+  if (doc.nodes !== undefined && (typeof doc.nodes !== "object" || Array.isArray(doc.nodes))) return "'nodes' must be an object";
+  return null;
+}
+
+/** Place nodes that have no ui.pos in columns by depth, so a hand-written graph is readable. */
+function layout(doc) {
+  const depth = {};
+  const ids = Object.keys(doc.nodes);
+  const deps = Object.fromEntries(
+    ids.map((id) => [id, Object.values(doc.nodes[id].inputs || {}).filter(isLink).map((l) => l.node).filter((n) => n in doc.nodes)]),
+  );
+  // iterative longest-path depth; a cycle (invalid anyway) is cut after ids.length rounds
+  for (const id of ids) depth[id] = 0;
+  for (let round = 0; round < ids.length; round++) {
+    let changed = false;
+    for (const id of ids) {
+      for (const dep of deps[id]) {
+        if (depth[dep] + 1 > depth[id]) {
+          depth[id] = depth[dep] + 1;
+          changed = true;
+        }
+      }
+    }
+    if (!changed) break;
+  }
+  const rows = {};
+  const positions = {};
+  for (const id of ids) {
+    const column = depth[id];
+    rows[column] = (rows[column] || 0) + 1;
+    positions[id] = [40 + column * 300, 40 + (rows[column] - 1) * 220];
+  }
+  return positions;
+}
+
+/**
+ * Replace the canvas's graph with `doc`. Returns the graph-level state the editor
+ * keeps beside the canvas: {inputs, meta, extra} (extra: unknown top-level keys).
+ */
+export function loadDocument(graph, doc) {
+  const problem = checkDocument(doc);
+  if (problem) throw new Error(problem);
+  const nodesDoc = doc.nodes || {};
+  graph.clear();
+  const positions = layout({ nodes: nodesDoc });
+  const byId = new Map();
+
+  // Which outputs of each node are linked, and with what input type, so a
+  // stand-in for a missing node type can offer matching slots.
+  const wanted = new Map();
+  for (const [id, nodeDoc] of Object.entries(nodesDoc)) {
+    for (const [name, value] of Object.entries(nodeDoc.inputs || {})) {
+      if (!isLink(value)) continue;
+      const list = wanted.get(value.node) || [];
+      list.push({ output: value.output, consumer: id, input: name });
+      wanted.set(value.node, list);
+    }
+  }
+
+  for (const [id, nodeDoc] of Object.entries(nodesDoc)) {
+    const known = nodeDoc && typeof nodeDoc.type === "string" && LiteGraph.registered_node_types[nodeDoc.type] && nodeDoc.type !== MISSING_TYPE;
+    const node = LiteGraph.createNode(known ? nodeDoc.type : MISSING_TYPE);
+    node.nf.id = String(id);
+    const ui = nodeDoc?.ui && typeof nodeDoc.ui === "object" ? nodeDoc.ui : {};
+    const { pos, size, title, collapsed, color, bgcolor, randomize, ...uiExtra } = ui;
+    node.nf.uiExtra = uiExtra;
+    if (title !== undefined) node.title = title;
+    if (color) node.color = color;
+    if (bgcolor) node.bgcolor = bgcolor;
+    if (collapsed) node.flags.collapsed = true;
+    if (Array.isArray(randomize)) node.properties.randomize = randomize.slice();
+    if (!known) {
+      node.nf.raw = structuredClone(nodeDoc ?? {});
+      node.title = title ?? `${nodeDoc?.type ?? "?"} (missing)`;
+    } else {
+      applyInputs(node, nodeDoc.inputs || {});
+    }
+    node.pos = Array.isArray(pos) && pos.length === 2 ? [Number(pos[0]), Number(pos[1])] : positions[id];
+    if (Array.isArray(size) && size.length === 2) {
+      node.size = [Number(size[0]), Number(size[1])];
+      node.nf.sized = true;
+    }
+    byId.set(String(id), node);
+  }
+
+  // Stand-ins get the slots their links need before anything is connected.
+  for (const [id, node] of byId) {
+    if (!node.nf.raw) continue;
+    for (const [name, value] of Object.entries(node.nf.raw.inputs || {})) {
+      if (!isLink(value)) continue;
+      const source = byId.get(value.node);
+      const type = source?.outputs?.find((o) => o.name === value.output)?.type ?? "*";
+      node.addInput(name, type);
+    }
+    const seen = new Set();
+    for (const use of wanted.get(id) || []) {
+      if (seen.has(use.output)) continue;
+      seen.add(use.output);
+      const consumer = byId.get(use.consumer);
+      const type = consumer?.inputs?.find((i) => i.name === use.input)?.type ?? "*";
+      node.addOutput(use.output, type);
+    }
+    node.size = node.nf.sized ? node.size : [Math.max(240, node.computeSize()[0]), Math.max(60, node.computeSize()[1])];
+  }
+
+  for (const node of byId.values()) graph.add(node, true);
+
+  for (const [id, nodeDoc] of Object.entries(nodesDoc)) {
+    const target = byId.get(String(id));
+    for (const [name, value] of Object.entries(nodeDoc?.inputs || {})) {
+      if (!isLink(value)) continue;
+      const source = byId.get(value.node);
+      const inIndex = target.inputs?.findIndex((s) => s.name === name) ?? -1;
+      const outIndex = source?.outputs?.findIndex((s) => s.name === value.output) ?? -1;
+      if (inIndex < 0 || outIndex < 0) {
+        // a link the canvas cannot draw (missing node or output): keep it in the document
+        target.nf.extraInputs[name] = value;
+        continue;
+      }
+      const link = source.connect(outIndex, target, inIndex);
+      if (!link) target.nf.extraInputs[name] = value; // refused (type mismatch): keep it, validation will say why
+    }
+  }
+  graph.updateExecutionOrder();
+
+  const groups = doc.meta?.editor?.groups;
+  if (Array.isArray(groups)) {
+    for (const g of groups) {
+      const group = new LGraphGroup(g.title);
+      group.configure({ ...g, id: -1 });
+      graph.add(group);
+    }
+  }
+  const { format, version, nodes, inputs, meta, ...extra } = doc;
+  return { inputs: structuredClone(inputs || {}), meta: structuredClone(meta || {}), extra: structuredClone(extra) };
+}
+
+function applyInputs(node, inputs) {
+  const schema = node.constructor.nfSchema;
+  node.nf.set = new Set();
+  for (const [name, value] of Object.entries(inputs)) {
+    const spec = schema.inputs.find((i) => i.name === name);
+    if (!spec) {
+      node.nf.extraInputs[name] = value; // unknown to this version of the node: keep it
+      continue;
+    }
+    if (isLink(value)) continue; // connected after all nodes exist
+    if (!takesLiteral(spec)) {
+      node.nf.extraInputs[name] = value; // a literal where only links fit: keep it, validation reports it
+      continue;
+    }
+    const widget = node.widgets?.find((w) => w.name === name);
+    if (widget) {
+      widget.value = value;
+      node.nf.set.add(name);
+    }
+  }
+  for (const name of node.properties.randomize || []) {
+    const toggle = node.widgets?.find((w) => w.name === `${name}:each_run`);
+    if (toggle) toggle.value = true;
+  }
+}
+
+function linkValue(graph, node, slotIndex) {
+  const slot = node.inputs[slotIndex];
+  if (slot.link == null) return undefined;
+  const link = graph._links.get(slot.link);
+  if (!link) return undefined;
+  const source = graph.getNodeById(link.origin_id);
+  if (!source?.nf) return undefined;
+  return { node: source.nf.id, output: source.outputs[link.origin_slot].name };
+}
+
+/** The document node for one canvas node. */
+export function nodeDocument(graph, node) {
+  const ui = { ...node.nf.uiExtra, pos: [Math.round(node.pos[0]), Math.round(node.pos[1])] };
+  if (node.nf.sized) ui.size = [Math.round(node.size[0]), Math.round(node.size[1])];
+  const defaultTitle = node.nf.raw ? `${node.nf.raw.type ?? "?"} (missing)` : node.constructor.title;
+  if (node.title !== defaultTitle) ui.title = node.title;
+  if (node.flags?.collapsed) ui.collapsed = true;
+  if (node.properties?.randomize?.length) ui.randomize = node.properties.randomize.slice();
+
+  if (node.nf.raw) {
+    const raw = structuredClone(node.nf.raw);
+    raw.inputs = { ...(raw.inputs || {}) };
+    for (const [i, slot] of (node.inputs || []).entries()) {
+      const link = linkValue(graph, node, i);
+      if (link) raw.inputs[slot.name] = link;
+      else delete raw.inputs[slot.name];
+    }
+    raw.ui = { ...(raw.ui || {}), ...ui };
+    return raw;
+  }
+
+  const schema = node.constructor.nfSchema;
+  const inputs = {};
+  for (const [i, spec] of schema.inputs.entries()) {
+    const link = linkValue(graph, node, i);
+    if (link) {
+      inputs[spec.name] = link;
+      continue;
+    }
+    if (spec.name in node.nf.extraInputs) {
+      inputs[spec.name] = node.nf.extraInputs[spec.name];
+      continue;
+    }
+    if (!node.nf.set.has(spec.name)) continue;
+    const widget = node.widgets?.find((w) => w.name === spec.name);
+    if (widget) inputs[spec.name] = widget.value;
+  }
+  for (const [name, value] of Object.entries(node.nf.extraInputs)) {
+    if (!(name in inputs) && !schema.inputs.some((s) => s.name === name)) inputs[name] = value;
+  }
+  return { type: node.type, inputs, ui };
+}
+
+/** The whole graph document for the canvas plus the editor's graph-level state. */
+export function toDocument(graph, state) {
+  const nodes = {};
+  for (const node of graph._nodes) {
+    if (!node.nf) continue;
+    nodes[node.nf.id] = nodeDocument(graph, node);
+  }
+  // an exposed input whose node was deleted goes with it
+  const inputs = Object.fromEntries(Object.entries(state.inputs || {}).filter(([, target]) => target && target.node in nodes));
+  const meta = structuredClone(state.meta || {});
+  const groups = graph._groups.map((g) => {
+    const { id, ...rest } = g.serialize();
+    return rest;
+  });
+  if (groups.length) meta.editor = { ...(meta.editor || {}), groups };
+  else if (meta.editor) {
+    delete meta.editor.groups;
+    if (!Object.keys(meta.editor).length) delete meta.editor;
+  }
+  return { ...structuredClone(state.extra || {}), format: FORMAT, version: VERSION, nodes, inputs, meta };
+}
