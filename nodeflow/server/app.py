@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,9 @@ from .workflows import WorkflowStore
 from .worker import Worker
 
 log = logging.getLogger("nodeflow.server")
+
+#: The environment variable image-loading nodes read for extra input folders (see ``nodes/sd/images.py``).
+INPUT_DIR_ENV = "NODEFLOW_INPUT_DIR"
 
 
 class Server:
@@ -164,10 +168,19 @@ def run_server(
         plugin_dirs=list(plugin_dirs), backend=backend, address=address, **options,
     )
     check_config(config)
+    # The process is ours: let image-loading nodes find uploads by bare name (their documented lookup path).
+    _add_input_dir(config.data_dir.resolve() / "inputs")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log.setLevel(logging.INFO)
     asyncio.run(_serve_until_stopped(config))
+
+
+def _add_input_dir(folder: Path) -> None:
+    """Append ``folder`` to ``NODEFLOW_INPUT_DIR`` (where ``sd.load_image`` looks up relative names)."""
+    current = [d for d in os.environ.get(INPUT_DIR_ENV, "").split(os.pathsep) if d]
+    if str(folder) not in current:
+        os.environ[INPUT_DIR_ENV] = os.pathsep.join([*current, str(folder)])
 
 
 async def _serve_until_stopped(config: ServerConfig) -> None:

@@ -149,9 +149,10 @@ class WorkflowSaved(WorkflowInfo):
 
 
 class UploadInfo(BaseModel):
-    """A stored upload. ``name`` is what an image-loading node's input accepts."""
+    """A stored upload. ``path`` is what ``sd.load_image``'s ``path`` input accepts (``name`` too under ``nodeflow serve``)."""
 
     name: str
+    path: str = Field(description="the stored file's absolute path on the server")
     url: str
     bytes: int
     width: int | None = None

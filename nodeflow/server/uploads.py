@@ -80,13 +80,14 @@ class UploadStore:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
             os.replace(tmp, target)
-        return UploadInfo(name=name, url=upload_url(name), bytes=len(data), width=width, height=height, format=fmt)
+        return UploadInfo(name=name, path=str(target.resolve()), url=upload_url(name), bytes=len(data),
+                          width=width, height=height, format=fmt)
 
     def list(self) -> list[UploadInfo]:
         """Stored uploads, newest first."""
         files = [p for p in self.folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix[1:] in FORMATS.values()]
         files.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-        return [UploadInfo(name=p.name, url=upload_url(p.name), bytes=p.stat().st_size) for p in files]
+        return [UploadInfo(name=p.name, path=str(p.resolve()), url=upload_url(p.name), bytes=p.stat().st_size) for p in files]
 
     def _too_large(self) -> ApiError:
         return ApiError(413, "too_large", f"uploads are limited to {self.max_bytes} bytes")
