@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .cache import Cache, CacheEntry
-from .errors import Cancelled, ErrorInfo, GraphInvalid, NodeflowError
+from .errors import Cancelled, ErrorInfo, GraphInvalid, NodeFailed, NodeflowError
 from .graph import GraphDoc, apply_inputs, parse_graph
 from .node import CancelToken, Context, Event
 from .plan import make_plan
@@ -103,7 +103,10 @@ class Executor:
         checked = check(doc, self.registry)
         if checked.errors:
             return RunResult("failed", time.perf_counter() - started, errors=checked.errors)
-        plan = make_plan(checked, self.registry, targets=targets, output_dir=output_dir, models=self.models)
+        try:
+            plan = make_plan(checked, self.registry, targets=targets, output_dir=output_dir, models=self.models)
+        except NodeFailed as exc:
+            return RunResult("failed", time.perf_counter() - started, errors=exc.errors, traceback=traceback.format_exc())
         nodes = doc.nodes
         result = RunResult("running", nodes={n: NodeReport(nodes[n].type) for n in plan.order})
         emit(Event("run_started", data={"nodes": len(plan.order)}))

@@ -19,6 +19,7 @@ from typing import Any
 
 import networkx as nx
 
+from .errors import ErrorInfo, NodeFailed
 from .node import Context, schema_of
 from .registry import Registry
 from .validate import Checked
@@ -56,8 +57,14 @@ def make_plan(checked: Checked, registry: Registry, *, targets: list[str] | None
         literals = checked.literals[node_id]
         fingerprint = None
         if not schema.pure:
+            # Planning happens before any node runs, so linked inputs are not known yet:
+            # they arrive as None and the fingerprint must cope (see docs/plugins.md).
             ctx = Context(node_id=node_id, node_type=type_id, models=models, output_dir=output_dir)
-            fingerprint = str(cls().fingerprint(ctx, **literals))  # type: ignore[misc]
+            unknown = dict.fromkeys(checked.links[node_id])
+            try:
+                fingerprint = str(cls().fingerprint(ctx, **literals, **unknown))  # type: ignore[misc]
+            except Exception as exc:
+                raise NodeFailed(ErrorInfo("node_failed", f"'{type_id}' could not fingerprint its inputs: {type(exc).__name__}: {exc}", node_id)) from exc
         parents = sorted((name, keys[src], out) for name, (src, out, _, _) in checked.links[node_id].items())
         payload = json.dumps([type_id, schema.version, sorted(literals.items()), parents, fingerprint], default=repr)
         keys[node_id] = hashlib.blake2b(payload.encode(), digest_size=16).hexdigest()

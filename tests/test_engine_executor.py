@@ -184,3 +184,53 @@ def test_run_with_unknown_graph_input_fails_before_running():
     result = Executor(make_registry()).run(chain_graph(), inputs={"nope": 1})
     assert result.status == "failed" and result.errors[0].code == "unknown_graph_input"
     assert sum(CALLS.values()) == 0
+
+
+def test_impure_node_fed_by_a_link_gets_none_in_its_fingerprint_and_still_runs():
+    from nodeflow.node import Input, Output, node
+
+    seen = []
+
+    @node("test.impure_echo", category="test", pure=False)
+    class ImpureEcho:
+        """Echoes its input; its fingerprint records what it was given."""
+
+        value = Input("FLOAT")
+        out = Output("FLOAT")
+
+        def fingerprint(self, ctx, value):
+            seen.append(value)
+            return "same"
+
+        def run(self, ctx, value):
+            return value
+
+    registry = make_registry()
+    registry.add(ImpureEcho, "test")
+    graph = {"nodes": {"a": {"type": "test.number", "inputs": {"value": 2.0}}, "e": {"type": "test.impure_echo", "inputs": {"value": link("a")}}}}
+    result = Executor(registry).run(graph)
+    assert result.status == "succeeded" and result.values["e"]["out"] == 2.0
+    assert seen == [None]
+
+
+def test_a_fingerprint_that_raises_fails_the_run_naming_the_node():
+    from nodeflow.node import Input, Output, node
+
+    @node("test.bad_fingerprint", category="test", pure=False)
+    class BadFingerprint:
+        """Its fingerprint fails."""
+
+        value = Input("FLOAT", default=1.0)
+        out = Output("FLOAT")
+
+        def fingerprint(self, ctx, value):
+            raise OSError("file vanished")
+
+        def run(self, ctx, value):
+            return value
+
+    registry = make_registry()
+    registry.add(BadFingerprint, "test")
+    result = Executor(registry).run({"nodes": {"b": {"type": "test.bad_fingerprint"}}})
+    assert result.status == "failed"
+    assert result.errors[0].node == "b" and "file vanished" in result.errors[0].message
