@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import aiohttp
 
@@ -94,10 +95,10 @@ class Client:
             assert time.monotonic() < deadline, f"run {run_id} still {record['status']} after {timeout}s"
             await asyncio.sleep(0.02)
 
-    async def raw(self, request_line: str, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    async def raw(self, request_line: str, headers: dict[str, str] | None = None, host: str | None = None) -> tuple[int, bytes]:
         """Send one request byte-for-byte (no client-side URL normalisation); returns status and body."""
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
-        lines = [request_line, f"Host: 127.0.0.1:{self.port}", "Connection: close"]
+        lines = [request_line, f"Host: {host or f'127.0.0.1:{self.port}'}", "Connection: close"]
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
         await writer.drain()

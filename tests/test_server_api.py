@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from server_support import int_graph, serving, small_registry
+
 from nodeflow.server.openapi import openapi_path
 from nodeflow.server.schemas import Catalogue, RunDetail, SystemInfo
-from server_support import int_graph, serving, small_registry
 
 
 def _router_operations(c) -> set[tuple[str, str]]:

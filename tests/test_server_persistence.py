@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from nodeflow.server.store import RunStore
 from server_support import int_graph, serving, slow_graph
+
+from nodeflow.server.store import RunStore
 
 
 async def test_runs_queued_when_the_server_stops_complete_after_it_starts_again(tmp_path):

@@ -6,7 +6,6 @@ import asyncio
 import time
 
 import aiohttp
-
 from server_support import int_graph, serving, slow_graph, text_graph
 
 

@@ -6,7 +6,6 @@ import io
 
 import aiohttp
 from PIL import Image
-
 from server_support import serving
 
 

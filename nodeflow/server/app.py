@@ -11,9 +11,10 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from aiohttp import web
 
@@ -27,8 +28,8 @@ from .schemas import WsQueue
 from .security import Guard, add_security_headers, log_requests
 from .store import RunStore
 from .uploads import UploadStore
-from .workflows import WorkflowStore
 from .worker import Worker
+from .workflows import WorkflowStore
 
 log = logging.getLogger("nodeflow.server")
 
@@ -165,7 +166,7 @@ def run_server(
     """
     config = ServerConfig(
         host=host, port=port, token=token or None, data_dir=Path(data_dir) if data_dir else Path("nodeflow-data"),
-        plugin_dirs=list(plugin_dirs), backend=backend, address=address, **options,
+        plugin_dirs=[Path(d) for d in plugin_dirs], backend=backend, address=address, **options,
     )
     check_config(config)
     # The process is ours: let image-loading nodes find uploads by bare name (their documented lookup path).

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..cache import Cache
 from ..executor import Executor, RunResult
@@ -109,7 +110,11 @@ def make_backend(config: ServerConfig, registry: Registry) -> ExecutionBackend:
     if config.backend == "local":
         return LocalBackend(registry)
     if config.backend == "ray":
-        raise ServerConfigError(
-            "the 'ray' backend is not available in this version of nodeflow yet; use --backend local"
-        )
+        # Imported here: Ray is an optional extra and nothing else in the server needs it.
+        from ..backends.ray import RayBackend, RayUnavailable
+
+        try:
+            return RayBackend(address=config.address, plugin_dirs=config.plugin_dirs)
+        except RayUnavailable as exc:
+            raise ServerConfigError(f"cannot use the 'ray' backend: {exc}") from None
     raise ServerConfigError(f"unknown backend {config.backend!r} (choose 'local' or 'ray')")

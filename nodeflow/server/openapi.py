@@ -9,7 +9,8 @@ message schemas are listed under ``x-websocket-messages`` on ``/api/ws``.
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -50,7 +51,7 @@ class _Builder:
             return None
         if isinstance(kind, type):
             return {"application/json": {"schema": self.ref(kind)}}
-        return {
+        shapes: dict[str, dict[str, Any]] = {
             "graph": {"application/json": {"schema": self.ref(GraphDoc)}},
             "openapi": {"application/json": {"schema": {"type": "object"}}},
             "file": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
@@ -60,7 +61,8 @@ class _Builder:
                     "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}, "required": ["file"]}
                 }
             },
-        }[kind]
+        }
+        return shapes[kind]
 
 
 def openapi_path(pattern: str) -> str:

@@ -24,8 +24,25 @@ from ..graph import GraphDoc, apply_inputs, parse_graph
 from ..validate import validate
 from .replies import ApiError, reply, reply_json
 from .schemas import (
-    FINISHED, CacheStats, Catalogue, NodeState, OutputInfo, QueueState, RunCreated, RunDetail, RunList, RunRef,
-    RunRequest, RunSummary, SystemInfo, UploadInfo, UploadList, WorkflowList, WorkflowSaved, WsRunFinished,
+    FINISHED,
+    CacheStats,
+    Catalogue,
+    ErrorModel,
+    NodeState,
+    OutputInfo,
+    QueueState,
+    RunCreated,
+    RunDetail,
+    RunList,
+    RunRef,
+    RunRequest,
+    RunSummary,
+    SystemInfo,
+    UploadInfo,
+    UploadList,
+    WorkflowList,
+    WorkflowSaved,
+    WsRunFinished,
 )
 from .security import resolve_inside
 from .store import RunRecord
@@ -148,7 +165,7 @@ class Api:
         body = await _json_body(request)
         doc, info, created = self.server.workflows.save(request.match_info["name"], body)
         problems = await asyncio.to_thread(validate, doc, self.server.registry)
-        saved = WorkflowSaved(**info.model_dump(), problems=[e.to_dict() for e in problems])
+        saved = WorkflowSaved(**info.model_dump(), problems=[ErrorModel(**e.to_dict()) for e in problems])
         return reply(saved, 201 if created else 200)
 
     async def workflow_delete(self, request: web.Request) -> web.Response:
@@ -354,7 +371,7 @@ def _pydantic_sentence(exc: ValidationError) -> str:
 
 
 def _sentence(error: dict[str, Any]) -> str:
-    return str(ErrorInfo(**{k: error.get(k) for k in ("code", "message", "node", "input")}))
+    return str(ErrorInfo(str(error.get("code")), str(error.get("message")), error.get("node"), error.get("input")))
 
 
 def _version(dist: str) -> str | None:

@@ -22,8 +22,8 @@ import hmac
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Awaitable, Callable
 
 from aiohttp import web
 from yarl import URL

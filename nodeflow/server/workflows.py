@@ -44,7 +44,7 @@ class WorkflowStore:
     def get(self, name: str) -> tuple[GraphDoc, WorkflowInfo]:
         """The parsed document and info of workflow ``name``; 400 for a bad name, 404 if absent."""
         source, path = self._locate(name)
-        if path is None:
+        if source is None or path is None:
             raise ApiError(404, "unknown_workflow", f"no workflow named '{name}'")
         try:
             doc = load_graph(path)
