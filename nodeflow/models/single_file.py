@@ -248,8 +248,8 @@ def load_single_file(
     vae = _build(AutoencoderKL, vae_config, convert_ldm_vae_checkpoint(checkpoint, vae_config), path, "VAE")
 
     clip_config = CLIPTextConfig.from_pretrained(str(folder / "text_encoder"), local_files_only=True, **fitted["text_encoder"])
-    text_encoder = CLIPTextModel(clip_config)
-    torch.nn.Module.to(text_encoder, torch_dtype)  # transformers' typed `to` wrapper confuses mypy
+    text_encoder: torch.nn.Module = CLIPTextModel(clip_config)
+    text_encoder.to(torch_dtype)
     _load_strict(text_encoder, _clip_state_dict(checkpoint), path, "text encoder")
     text_encoder.eval()
 
@@ -258,7 +258,8 @@ def load_single_file(
     # Normalised as the SD pipeline does, so a single file and a folder step alike.
     scheduler_config = pipeline_scheduler_config(_read_json(folder / "scheduler" / "scheduler_config.json"))
 
-    for module in (unet, vae, text_encoder):
+    modules: list[torch.nn.Module] = [unet, vae, text_encoder]
+    for module in modules:
         module.to(device)
         module.requires_grad_(False)
     return SDComponents(

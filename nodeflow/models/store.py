@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,20 @@ class ModelStore:
                 found = self._load(real, dtype, device)
                 self._items[key] = found
                 self.loads += 1
+            return found
+
+    def derived(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+        """The derived model under ``key`` (a LoRA merge, a model with an added embedding), built once.
+
+        ``key`` must identify everything the result depends on (base model, add-on file
+        stamp, weights); ``build`` runs only when the store does not hold it yet.
+        """
+        full = ("derived", *key)
+        with self._lock:
+            found = self._items.get(full)
+            if found is None:
+                found = build()
+                self._items[full] = found
             return found
 
     def clear(self) -> None:

@@ -1,8 +1,8 @@
-"""Load a Stable Diffusion 1.x model through the model store.
+"""Load a Stable Diffusion 1.x model through the model store (``sd.load_model``).
 
-Owned by the single-file/LoRA engineer; this first version only fixes the interface
-(inputs ``model``, ``dtype``, ``device``; outputs ``tokenizer``, ``text_encoder``,
-``unet``, ``vae``, ``scheduler``) so the rest of the pack can be wired against it.
+The store loads each model once per process (a diffusers folder, a single-file
+``.safetensors`` checkpoint, or the embedded ``"default"`` model) and shares it across
+runs; this node only picks the path, precision and device.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from nodeflow.models import ModelStore
+from nodeflow.models import DEFAULT_MODEL, ModelStore
 from nodeflow.node import Context, Input, Output, node
 
 
@@ -28,11 +28,13 @@ class LoadModel:
     vae = Output("VAE")
     scheduler = Output("SCHEDULER", description="the model's scheduler config (a dict)")
 
-    def fingerprint(self, ctx: Context, model: str, dtype: str, device: str) -> str:
+    def fingerprint(self, ctx: Context, model: str | None = None, **other: Any) -> str:
         # The weights on disk may change under the same path: key on what the store keys on.
-        path = Path(model).expanduser()
-        if model == "default" or not path.exists():
-            return model
+        if model is None:
+            return "linked"
+        path = DEFAULT_MODEL if model == "default" else Path(model).expanduser()
+        if not path.exists():
+            return f"missing:{model}"
         stats = [path.stat()] if path.is_file() else [p.stat() for p in sorted(path.rglob("*")) if p.is_file()]
         return f"{os.path.realpath(path)}:{sum(s.st_size for s in stats)}:{max((s.st_mtime_ns for s in stats), default=0)}"
 
