@@ -110,13 +110,14 @@ class Client:
 
 @asynccontextmanager
 async def serving(data_dir: Path, *, headers: dict[str, str] | None = None, registry: Registry | None = None,
-                  **config: Any) -> AsyncIterator[Client]:
+                  backend: Any = None, **config: Any) -> AsyncIterator[Client]:
     """A real server on 127.0.0.1:0 with the small registry, and a client session."""
     config.setdefault("web_dir", data_dir.parent / "web")
     config.setdefault("builtin_workflows_dir", data_dir.parent / "builtin_workflows")
     server = await start_server(
         ServerConfig(host="127.0.0.1", port=0, data_dir=data_dir, **config),
         registry=registry if registry is not None else small_registry(),
+        backend=backend,
     )
     session = aiohttp.ClientSession(base_url=server.url, headers=headers)
     try:

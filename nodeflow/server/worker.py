@@ -132,7 +132,12 @@ class Worker:
                 self._wake.wait(timeout=1.0)
                 self._wake.clear()
                 continue
-            self._execute(record)
+            try:
+                self._execute(record)
+            except Exception:  # e.g. the database went away; keep the thread, the crash policy covers the row
+                log.exception("worker: run %s could not be recorded", record.id)
+                with self._lock:
+                    self._current = None
 
     def _execute(self, record: RunRecord) -> None:
         run_dir = self.outputs_dir / record.id
