@@ -97,7 +97,10 @@ export function loadDocument(graph, doc) {
     const ui = nodeDoc?.ui && typeof nodeDoc.ui === "object" ? nodeDoc.ui : {};
     const { pos, size, title, collapsed, color, bgcolor, randomize, ...uiExtra } = ui;
     node.nf.uiExtra = uiExtra;
-    if (title !== undefined) node.title = title;
+    if (title !== undefined) {
+      node.title = title;
+      node.nf.hadTitle = true; // keep it in the document even when it equals the default
+    }
     if (color) node.color = color;
     if (bgcolor) node.bgcolor = bgcolor;
     if (collapsed) node.flags.collapsed = true;
@@ -209,7 +212,7 @@ export function nodeDocument(graph, node) {
   const ui = { ...node.nf.uiExtra, pos: [Math.round(node.pos[0]), Math.round(node.pos[1])] };
   if (node.nf.sized) ui.size = [Math.round(node.size[0]), Math.round(node.size[1])];
   const defaultTitle = node.nf.raw ? `${node.nf.raw.type ?? "?"} (missing)` : node.constructor.title;
-  if (node.title !== defaultTitle) ui.title = node.title;
+  if (node.nf.hadTitle || node.title !== defaultTitle) ui.title = node.title;
   if (node.flags?.collapsed) ui.collapsed = true;
   if (node.properties?.randomize?.length) ui.randomize = node.properties.randomize.slice();
 

@@ -8,6 +8,8 @@
 // not have saved.
 
 const LIMIT = 100;
+/** Edits of one field closer together than this are one undo step (typing "42" is not two edits). */
+const COALESCE_MS = 1200;
 
 export class History {
   /**
@@ -21,6 +23,8 @@ export class History {
     this.redoStack = [];
     this.current = null;
     this.onChange = null;
+    this.lastKey = null;
+    this.lastTime = 0;
   }
 
   /** Start over from the current graph (after opening a workflow). */
@@ -31,14 +35,22 @@ export class History {
     this.onChange?.();
   }
 
-  /** Record the current graph if it changed since the last record. Returns whether it did. */
-  check() {
+  /**
+   * Record the current graph if it changed since the last record; returns whether it did.
+   * `key` names what was edited (a field); a quick second edit of the same key joins
+   * the previous step instead of making a new one.
+   */
+  check(key = null) {
     const now = JSON.stringify(this.snapshot());
     if (now === this.current) return false;
-    if (this.current !== null) {
+    const time = Date.now();
+    const joins = key !== null && key === this.lastKey && time - this.lastTime < COALESCE_MS && this.undoStack.length > 0;
+    if (this.current !== null && !joins) {
       this.undoStack.push(this.current);
       if (this.undoStack.length > LIMIT) this.undoStack.shift();
     }
+    this.lastKey = key;
+    this.lastTime = time;
     this.current = now;
     this.redoStack = [];
     this.onChange?.();
@@ -55,6 +67,7 @@ export class History {
 
   undo() {
     this.check(); // an edit not recorded yet is the step to undo
+    this.lastKey = null;
     if (!this.undoStack.length) return false;
     this.redoStack.push(this.current);
     this.current = this.undoStack.pop();
@@ -65,6 +78,7 @@ export class History {
 
   redo() {
     if (!this.redoStack.length) return false;
+    this.lastKey = null;
     this.undoStack.push(this.current);
     this.current = this.redoStack.pop();
     this.restore(JSON.parse(this.current));

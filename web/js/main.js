@@ -24,6 +24,8 @@ class Editor {
     this.workflows = [];
     this.loading = false;
     this.maxId = 0;
+    this.uploads = [];
+    this.seenModels = new Set();
   }
 
   // -- start-up -----------------------------------------------------------------------
@@ -41,13 +43,17 @@ class Editor {
     this.canvas.allow_searchbox = true;
     this.canvas.render_canvas_border = false;
     this.canvas.show_info = false;
+    // text stays readable down to this zoom; below it litegraph draws plain boxes (fast for big graphs)
+    this.canvas.low_quality_zoom_threshold = 0.45;
     this.resize();
     window.addEventListener("resize", () => this.resize());
 
     this.textEditor = new TextEditor($("text-editor"), this.canvas);
     services.editText = (node, widget, done) => this.textEditor.open(node, widget, done);
     services.uploadImage = () => this.pickAndUploadImage();
-    services.changed = () => this.changed();
+    services.imageChoices = () => this.uploads;
+    services.modelChoices = (spec) => [spec.default ?? "default", ...this.seenModels];
+    services.changed = (node, input) => this.changed(node && input ? `${node.nf?.id}.${input}` : null);
     services.menu = (node) => this.nodeMenu(node);
 
     this.history = new History(
@@ -87,6 +93,7 @@ class Editor {
       },
     );
     await this.refreshWorkflows();
+    this.refreshUploads();
     if (this.catalogue.errors?.length) this.toast(`${this.catalogue.errors.length} node pack(s) failed to load; see the server log`);
   }
 
@@ -135,6 +142,7 @@ class Editor {
         if (Number.isInteger(n) && n > this.maxId) this.maxId = n;
       }
       this.state = loadDocument(this.graph, doc);
+      this.rememberModels();
     } finally {
       this.loading = false;
     }
@@ -143,6 +151,24 @@ class Editor {
     this.clearProblems();
     this.renderGraphInputs();
     this.canvas.setDirty(true, true);
+  }
+
+  rememberModels() {
+    for (const node of this.graph._nodes) {
+      for (const spec of node.constructor.nfSchema?.inputs || []) {
+        if (spec.widget !== "model") continue;
+        const value = node.widgets?.find((w) => w.name === spec.name)?.value;
+        if (value) this.seenModels.add(String(value));
+      }
+    }
+  }
+
+  async refreshUploads() {
+    try {
+      this.uploads = ((await api.listUploads())?.uploads || []).map((u) => u.name);
+    } catch {
+      this.uploads = []; // an older server without the listing: uploading still works
+    }
   }
 
   /** Load `doc` as an undoable step (opening, dropping, uploading, the API). */
@@ -181,9 +207,9 @@ class Editor {
   }
 
   /** Something may have changed: record it for undo, keep the draft, refresh the side panel. */
-  changed() {
+  changed(key = null) {
     if (this.loading) return;
-    if (this.history.check()) {
+    if (this.history.check(key)) {
       this.saveDraft();
       this.renderGraphInputs();
     }
@@ -397,7 +423,7 @@ class Editor {
       if (spec && spec.widget === "seed") {
         const dice = document.createElement("button");
         dice.type = "button";
-        dice.textContent = "🎲";
+        dice.textContent = "↻";
         dice.title = "New random seed";
         dice.setAttribute("aria-label", `New random ${name}`);
         dice.addEventListener("click", () => {
@@ -600,6 +626,7 @@ class Editor {
     $("workflow-name").value = info?.read_only ? "" : name;
     if (info?.read_only) $("workflow-name").placeholder = `${name} (built-in: save under a new name)`;
     $("workflow-select").value = name;
+    this.openedWorkflow = name;
     this.saveDraft();
     return doc;
   }
@@ -688,6 +715,7 @@ class Editor {
     if (!file) return null;
     try {
       const info = await api.upload(file);
+      await this.refreshUploads();
       return info.name;
     } catch (e) {
       this.toast(`Upload failed: ${e.message}`);
@@ -860,9 +888,13 @@ function exposeApi(editor) {
     queueRun: (inputs) => editor.queueRun(inputs),
     /** The last run queued from this tab: {id, status, outputs, errors, ...}, or null. */
     lastRun: () => editor.runs.lastRun(),
+    /** The websocket messages this tab received about a run: [{type, node, value, max}]. */
+    runEvents: (id) => editor.runs.events(id),
     /** Resolves with a run's record once it has finished. */
     waitForRun: (id) => editor.runs.wait(id),
     openWorkflow: (name) => editor.openWorkflow(name),
+    /** The name of the workflow last opened from the server (built-ins included), or null. */
+    openedWorkflow: () => editor.openedWorkflow ?? null,
     saveWorkflow: (name) => editor.saveWorkflow(name),
     listWorkflows: () => editor.workflows.map((w) => ({ ...w })),
     /** Add a node of a type (e.g. "core.add") at an optional graph position; returns its id. */
@@ -882,6 +914,16 @@ function exposeApi(editor) {
         hasPreview: Boolean(node.nf.preview),
       };
     },
+    /** The widgets drawn on a node: [{name, kind, value, options}] (kind: number, combo, toggle, text, multiline, button). */
+    widgets: (id) =>
+      (editor.nodeById(id)?.widgets || []).map((w) => ({
+        name: w.name,
+        kind: w.type === "nf_multiline" ? "multiline" : w.type,
+        value: w.value,
+        options: Object.fromEntries(
+          Object.entries(w.options || {}).map(([k, v]) => [k, typeof v === "function" ? v() : v]),
+        ),
+      })),
     /** Problems shown in the Problems panel: [{code, node, input, message}]. */
     problems: () => (editor.problems || []).map((e) => ({ ...e })),
     /** Links on the canvas: [{from, output, to, input}]. */

@@ -55,6 +55,8 @@ function decimalsFor(spec) {
 export const services = {
   editText: null, // (node, widget, onDone) -> void
   uploadImage: null, // () -> Promise<string|null>
+  imageChoices: null, // () -> [uploaded image names]
+  modelChoices: null, // (spec) -> [model names or paths]
   changed: null, // (node, inputName) -> void
   menu: null, // (node) -> extra context-menu entries
   types: null, // TypeTable
@@ -152,9 +154,16 @@ function addWidgetFor(node, spec) {
     });
   } else if (spec.multiline) {
     widget = node.addCustomWidget(makeMultilineWidget(node, spec, String(value ?? "")));
-  } else if (spec.widget === "image" || spec.widget === "model" || spec.widget === "file") {
-    // A file choice: a list when the server offers one (the schema's choices), free text otherwise.
-    widget = node.addWidget("text", spec.name, String(value ?? ""), noop, {});
+  } else if (spec.widget === "image") {
+    // uploaded images (GET /api/uploads), plus whatever the document names
+    widget = node.addWidget("combo", spec.name, String(value ?? ""), noop, {
+      values: () => withCurrent(services.imageChoices?.() ?? [], widget?.value),
+    });
+  } else if (spec.widget === "model") {
+    // models this session has seen (the server has no model listing), plus the current one
+    widget = node.addWidget("combo", spec.name, String(value ?? ""), noop, {
+      values: () => withCurrent(services.modelChoices?.(spec) ?? [], widget?.value),
+    });
   } else {
     widget = node.addWidget("text", spec.name, String(value ?? ""), noop, {});
   }
@@ -166,7 +175,7 @@ function addWidgetFor(node, spec) {
       widget.value = Math.floor(Math.random() * Math.min(spec.max ?? 2 ** 32 - 1, 2 ** 32 - 1));
       node.onWidgetChanged?.(widget.name, widget.value, old, widget);
     });
-    randomise.label = `🎲 new ${label}`;
+    randomise.label = `↻ new ${label}`;
     randomise.serialize = false;
     const each = node.addWidget("toggle", `${spec.name}:each_run`, false, (on) => {
       const list = new Set(node.properties.randomize || []);
@@ -176,6 +185,18 @@ function addWidgetFor(node, spec) {
       services.changed?.(node, spec.name);
     }, { on: "yes", off: "no" });
     each.label = `new ${label} each run`;
+  }
+  if (spec.widget === "model") {
+    const other = node.addWidget("button", `${spec.name}:path`, null, (_v, canvas, _n, _p, event) => {
+      canvas.prompt(`${label} (folder or .safetensors path)`, widget.value, (text) => {
+        if (!text) return;
+        const old = widget.value;
+        widget.value = String(text).trim();
+        node.onWidgetChanged?.(widget.name, widget.value, old, widget);
+      }, event);
+    });
+    other.label = `other ${label} path…`;
+    other.serialize = false;
   }
   if (spec.widget === "image") {
     const upload = node.addWidget("button", `${spec.name}:upload`, null, async () => {
@@ -189,6 +210,12 @@ function addWidgetFor(node, spec) {
     upload.serialize = false;
   }
   return widget;
+}
+
+function withCurrent(list, current) {
+  const values = [...new Set(list.map(String))];
+  if (current !== undefined && current !== null && current !== "" && !values.includes(String(current))) values.unshift(String(current));
+  return values.length ? values : [""];
 }
 
 /** A random seed for an input (used for "new seed each run"). */
@@ -213,6 +240,14 @@ class NodeflowNode extends LGraphNode {
     // an edited input no longer carries the error the last validation found there
     this.nf.errors = this.nf.errors.filter((e) => e.input !== name);
     services.changed?.(this, name);
+  }
+
+  onConnectionsChange(kind, index, connected) {
+    // a link into an input answers a "missing input" or "type mismatch" mark on it
+    if (kind === 1 /* input */ && connected && this.nf) {
+      const name = this.inputs?.[index]?.name;
+      this.nf.errors = this.nf.errors.filter((e) => e.input !== name);
+    }
   }
 
   onResize() {
@@ -288,7 +323,7 @@ function drawNodeState(node, ctx, lowQuality) {
     }
     ctx.restore();
   }
-  if (lowQuality || node.flags?.collapsed) return;
+  if (node.flags?.collapsed) return;
   const image = nf.preview || nf.imageElements?.[0];
   if (image && image.complete && image.naturalWidth) {
     const top = node.contentHeight();
@@ -303,13 +338,14 @@ function drawNodeState(node, ctx, lowQuality) {
       ctx.drawImage(image, (w - iw) / 2, top + (maxH - ih) / 2, iw, ih);
       ctx.restore();
       const count = nf.imageElements?.length || 0;
-      if (!nf.preview && count > 1) {
+      if (!lowQuality && !nf.preview && count > 1) {
         ctx.fillStyle = "#ddd";
         ctx.font = "11px sans-serif";
         ctx.fillText(`1 of ${count}`, 10, h - 6);
       }
     }
   }
+  if (lowQuality) return;
   const shown = nf.errors.length ? nf.errors : nf.run?.status === "error" && nf.run.message ? [{ message: nf.run.message }] : [];
   if (shown.length) drawErrors(node, ctx, shown);
 }

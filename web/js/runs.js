@@ -27,6 +27,7 @@ export class Runs {
     this.waiters = new Map(); // run id -> [resolve]
     this.gallery = []; // [{run, node, url}]
     this.galleryKeys = new Set();
+    this.logs = new Map(); // run id -> [{type, node, value, max}] as received (image data left out)
     this._refreshTimer = null;
   }
 
@@ -64,6 +65,7 @@ export class Runs {
   // -- websocket ----------------------------------------------------------------------
   handle(message) {
     const id = message.run;
+    if (id) this.record(id, message);
     switch (message.type) {
       case "queue":
         this.el.queueCount.textContent = message.queued || message.running ? `${message.queued} waiting${message.running ? ", 1 running" : ""}` : "";
@@ -100,6 +102,20 @@ export class Runs {
       default:
         // an event kind this editor does not know yet: ignore it, keep working
     }
+  }
+
+  record(id, message) {
+    if (!this.logs.has(id)) {
+      this.logs.set(id, []);
+      if (this.logs.size > 20) this.logs.delete(this.logs.keys().next().value);
+    }
+    const log = this.logs.get(id);
+    if (log.length < 1000) log.push({ type: message.type, node: message.node ?? null, value: message.value, max: message.max });
+  }
+
+  /** The websocket messages received about a run (for scripts and tests). */
+  events(id) {
+    return (this.logs.get(id) || []).map((m) => ({ ...m }));
   }
 
   setNode(runId, nodeId, state) {
