@@ -101,8 +101,8 @@ export function loadDocument(graph, doc) {
       node.title = title;
       node.nf.hadTitle = true; // keep it in the document even when it equals the default
     }
-    if (color) node.color = color;
-    if (bgcolor) node.bgcolor = bgcolor;
+    if (color) node.color = node.nf.hadColor = color;
+    if (bgcolor) node.bgcolor = node.nf.hadBgcolor = bgcolor;
     if (collapsed) node.flags.collapsed = true;
     if (Array.isArray(randomize)) node.properties.randomize = randomize.slice();
     if (!known) {
@@ -214,6 +214,8 @@ export function nodeDocument(graph, node) {
   const defaultTitle = node.nf.raw ? `${node.nf.raw.type ?? "?"} (missing)` : node.constructor.title;
   if (node.nf.hadTitle || node.title !== defaultTitle) ui.title = node.title;
   if (node.flags?.collapsed) ui.collapsed = true;
+  if (node.color && (node.nf.hadColor || node.color !== node.nf.defaultColor)) ui.color = node.color;
+  if (node.bgcolor && (node.nf.hadBgcolor || node.bgcolor !== node.nf.defaultBgcolor)) ui.bgcolor = node.bgcolor;
   if (node.properties?.randomize?.length) ui.randomize = node.properties.randomize.slice();
 
   if (node.nf.raw) {

@@ -52,6 +52,7 @@ class Editor {
     services.editText = (node, widget, done) => this.textEditor.open(node, widget, done);
     services.uploadImage = () => this.pickAndUploadImage();
     services.imageChoices = () => this.uploads;
+    services.showImageChoice = (node, name) => this.showImageChoice(node, name);
     services.modelChoices = (spec) => [spec.default ?? "default", ...this.seenModels];
     services.changed = (node, input) => this.changed(node && input ? `${node.nf?.id}.${input}` : null);
     services.menu = (node) => this.nodeMenu(node);
@@ -143,6 +144,7 @@ class Editor {
       }
       this.state = loadDocument(this.graph, doc);
       this.rememberModels();
+      this.showImageChoices();
     } finally {
       this.loading = false;
     }
@@ -163,9 +165,25 @@ class Editor {
     }
   }
 
+  /** Show an uploaded image chosen in an image widget on its node (other paths are the server's business). */
+  showImageChoice(node, name) {
+    if (this.uploads.includes(name)) this.setImages(node.nf.id, [withToken(`/api/uploads/${encodeURIComponent(name)}`)]);
+  }
+
+  showImageChoices() {
+    for (const node of this.graph._nodes) {
+      for (const spec of node.constructor.nfSchema?.inputs || []) {
+        if (spec.widget !== "image") continue;
+        const value = node.widgets?.find((w) => w.name === spec.name)?.value;
+        if (value) this.showImageChoice(node, value);
+      }
+    }
+  }
+
   async refreshUploads() {
     try {
       this.uploads = ((await api.listUploads())?.uploads || []).map((u) => u.name);
+      this.showImageChoices();
     } catch {
       this.uploads = []; // an older server without the listing: uploading still works
     }
@@ -517,7 +535,7 @@ class Editor {
   setNodeRun(nodeId, state) {
     const node = this.nodeById(nodeId);
     if (!node) return;
-    node.nf.run = state;
+    node.nf.run = state?.status ? state : null;
     this.canvas.setDirty(true, false);
   }
 

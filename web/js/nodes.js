@@ -56,6 +56,7 @@ export const services = {
   editText: null, // (node, widget, onDone) -> void
   uploadImage: null, // () -> Promise<string|null>
   imageChoices: null, // () -> [uploaded image names]
+  showImageChoice: null, // (node, name) -> show the chosen image on the node
   modelChoices: null, // (spec) -> [model names or paths]
   changed: null, // (node, inputName) -> void
   menu: null, // (node) -> extra context-menu entries
@@ -237,6 +238,7 @@ class NodeflowNode extends LGraphNode {
     if (!spec) return;
     if (spec.type === "INT" && typeof value === "number" && !Number.isInteger(value)) widget.value = Math.round(value);
     this.nf.set.add(name);
+    if (spec.widget === "image") services.showImageChoice?.(this, value);
     // an edited input no longer carries the error the last validation found there
     this.nf.errors = this.nf.errors.filter((e) => e.input !== name);
     services.changed?.(this, name);
@@ -380,7 +382,8 @@ function drawErrors(node, ctx, errors) {
     }
   }
   ctx.font = "12px sans-serif";
-  const lines = errors.map((e) => (e.input ? `${e.input}: ${e.message}` : e.message));
+  // the server's sentence usually names the input already; say it only when it does not
+  const lines = errors.map((e) => (e.input && !e.message.includes(`'${e.input}'`) ? `${e.input}: ${e.message}` : e.message));
   const boxW = Math.max(w, ...lines.map((l) => ctx.measureText(l).width + 16));
   const boxH = lines.length * 16 + 8;
   ctx.fillStyle = "rgba(120, 20, 20, 0.92)";
@@ -424,6 +427,9 @@ function classFor(schema) {
       this.size = this.computeSize();
       this.size[0] = Math.max(this.size[0], 220);
       if (schema.output_node) this.color = "#2d4a3e";
+      // what a fresh node looks like, so only colours the user picked are saved
+      this.nf.defaultColor = this.color;
+      this.nf.defaultBgcolor = this.bgcolor;
     }
   };
   cls.title = schema.display_name;
@@ -440,8 +446,8 @@ function classFor(schema) {
 export class MissingNode extends NodeflowNode {
   constructor(title) {
     super(title);
-    this.color = "#6b2020";
-    this.bgcolor = "#3a1a1a";
+    this.color = this.nf.defaultColor = "#6b2020";
+    this.bgcolor = this.nf.defaultBgcolor = "#3a1a1a";
     this.size = [240, 60];
   }
 

@@ -138,15 +138,7 @@ export class Runs {
     const status = message.type.replace("run_", "");
     const outputs = message.outputs || [];
     this.update(id, { status, seconds: message.seconds, error: message.error, errors: message.errors || [], outputs, finished: Date.now() / 1000 });
-    const states = this.nodeStates.get(id);
-    if (states) {
-      for (const [nodeId, state] of states) {
-        // nodes that never started were not needed (their results were cached upstream) or were cut off
-        if (state.status === "queued" || state.status === "running") {
-          this.setNode(id, nodeId, { status: status === "succeeded" ? "cached" : status === "cancelled" ? "cancelled" : "queued" });
-        }
-      }
-    }
+    this.reconcile(id);
     for (const error of message.errors || []) {
       if (error.node) this.setNode(id, error.node, { status: "error", message: error.message });
     }
@@ -167,6 +159,34 @@ export class Runs {
     for (const resolve of this.waiters.get(id) || []) resolve({ ...this.records.get(id) });
     this.waiters.delete(id);
     this.scheduleRefresh();
+  }
+
+  /**
+   * Replace the live node states of a finished run with its record: the websocket
+   * says nothing about nodes a run did not need, and a node may have been served from
+   * the cache without running.
+   */
+  async reconcile(id) {
+    let record;
+    try {
+      record = await api.getRun(id);
+    } catch {
+      return;
+    }
+    const states = this.nodeStates.get(id) || new Map();
+    this.nodeStates.set(id, states);
+    for (const nodeId of states.keys()) {
+      if (!(nodeId in (record.nodes || {}))) states.set(nodeId, {}); // not part of the run
+    }
+    for (const [nodeId, node] of Object.entries(record.nodes || {})) {
+      const status = { ran: "done", cached: "cached", failed: "error", skipped: null, running: "cancelled" }[node.status];
+      const previous = states.get(nodeId) || {};
+      states.set(nodeId, status ? { ...previous, status, seconds: node.seconds ?? previous.seconds, value: undefined, max: undefined } : {});
+    }
+    for (const error of record.errors || []) {
+      if (error.node) states.set(error.node, { ...(states.get(error.node) || {}), status: "error", message: error.message });
+    }
+    if (id === this.focus) this.applyStates();
   }
 
   addImage(runId, nodeId, url, render = true) {
