@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from diffusers import StableDiffusionPipeline
 from models_tiny import TEXT_HIDDEN, clip_tokenizer, tiny_text_encoder
+from PIL import Image
 from safetensors.torch import save_file
 
-from nodeflow.models import ModelStore
+from nodeflow.cli import main
+from nodeflow.demo import make_embedding
+from nodeflow.models import DEFAULT_MODEL, ModelStore
 from nodeflow.models.single_file import PickleRefused
 from nodeflow.models.textual_inversion import EmbeddingError, add_embedding, read_embedding
 from nodeflow.node import Context
@@ -141,3 +147,41 @@ def test_node_builds_once_for_two_runs(tokenizer, text_encoder, diffusers_file: 
 def test_node_output_knows_the_token(tokenizer, text_encoder, diffusers_file: Path) -> None:
     out = _run_node(ModelStore(device="cpu"), tokenizer, text_encoder, diffusers_file, token="<toy>")
     assert out["ti_tokenizer"].convert_tokens_to_ids("<toy>") == BASE_VOCAB
+
+
+def test_textual_inversion_workflow_pixels_equal_pipeline_with_load_textual_inversion(tiny_sd_dir, tmp_path, capsys) -> None:
+    # A 3-vector embedding on the conftest's tiny model (32-wide text encoder), run through
+    # the shipped workflow with the CLI, against diffusers' own loader and pipeline.
+    embedding = tmp_path / "trio.safetensors"
+    save_file({"<trio>": torch.randn(3, 32, generator=torch.Generator().manual_seed(3))}, str(embedding))
+    prompt, negative, seed = "a <trio> on a table", "blurry", 99
+    pipe = StableDiffusionPipeline.from_pretrained(
+        str(tiny_sd_dir), local_files_only=True, safety_checker=None, requires_safety_checker=False, low_cpu_mem_usage=False
+    )
+    pipe.load_textual_inversion(str(embedding))
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe(
+        prompt, negative_prompt=negative, num_inference_steps=3, guidance_scale=7.0, width=64, height=64,
+        generator=torch.Generator("cpu").manual_seed(seed),
+    ).images[0]
+
+    workflow = Path(__file__).resolve().parent.parent / "workflows" / "textual_inversion.json"
+    values = {"model": tiny_sd_dir, "embedding": embedding, "prompt": prompt, "negative_prompt": negative, "seed": seed,
+              "steps": 3, "guidance_scale": 7.0, "width": 64, "height": 64, "scheduler": "PNDMScheduler"}
+    args = ["run", str(workflow), "--out", str(tmp_path / "out"), "--json", "--device", "cpu"]
+    for name, value in values.items():
+        args += ["--set", f"{name}={value}"]
+    code = main(args)
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0, report["errors"]
+    with Image.open(report["outputs"][0]) as picture:
+        assert np.array_equal(np.array(picture.convert("RGB")), np.array(expected))
+
+
+@pytest.mark.skipif(not (DEFAULT_MODEL / "model_index.json").is_file(), reason="the embedded default model is not built")
+def test_shipped_digit_eight_embedding_is_the_mean_of_eight_and_8_in_the_default_model() -> None:
+    # Fails when the default model is retrained without rerunning nodeflow/demo/make_embedding.py.
+    parts = ModelStore(device="cpu").load_sd("default")
+    shipped = read_embedding(make_embedding.OUT)
+    assert shipped.token == make_embedding.TOKEN
+    assert torch.equal(shipped.vectors, make_embedding.mean_embedding(parts.tokenizer, parts.text_encoder))
