@@ -42,6 +42,7 @@ from .schemas import (
     UploadList,
     WorkflowList,
     WorkflowSaved,
+    WsRunCancelling,
     WsRunFinished,
 )
 from .security import resolve_inside
@@ -227,6 +228,8 @@ class Api:
         record = self._record(request)  # it may have started meanwhile
         if record.status in ("queued", "running"):
             self.server.worker.request_cancel(record.id)
+            # after the token is set: whatever progress follows this message is the last step's
+            self.server.publish(WsRunCancelling(run=record.id).model_dump(mode="json"))
             return reply(RunRef(id=record.id, status=record.status), 202)  # type: ignore[arg-type]
         raise ApiError(409, "already_finished", f"the run already {record.status}")
 

@@ -233,6 +233,12 @@ class WsNode(WsMessage):
     error: ErrorModel | None = None
 
 
+class WsRunCancelling(WsMessage):
+    """``run_cancelling``: a cancel of the running run was requested; at most one more step's messages follow."""
+
+    type: Literal["run_cancelling"] = "run_cancelling"
+
+
 class WsProgress(WsMessage):
     """``progress``: step ``value`` of ``max`` inside ``node``."""
 
@@ -269,4 +275,6 @@ class WsRunFinished(WsMessage):
     outputs: list[OutputInfo] = Field(default_factory=list)
 
 
-WS_MESSAGES: list[type[WsMessage]] = [WsQueue, WsRunStarted, WsNode, WsProgress, WsPreview, WsOutput, WsRunFinished]
+WS_MESSAGES: list[type[WsMessage]] = [
+    WsQueue, WsRunStarted, WsNode, WsProgress, WsPreview, WsOutput, WsRunCancelling, WsRunFinished,
+]
