@@ -22,6 +22,8 @@ from nodeflow.models.single_file import (
     load_single_file,
     read_state_dict,
 )
+from nodeflow.node import Context
+from nodes.sd.load import LoadModel
 
 
 @pytest.fixture(autouse=True)
@@ -197,3 +199,24 @@ def test_model_store_loads_a_single_file_once_and_shares_it(sd_file: Path) -> No
     store = ModelStore(device="cpu")
     first, second = store.load_sd(sd_file), store.load_sd(str(sd_file))
     assert first is second and first.info["format"] == "single_file"
+
+
+def test_load_model_node_loads_a_single_file_through_the_store(sd_file: Path, tiny: dict) -> None:
+    store = ModelStore(device="cpu")
+    out = LoadModel().run(Context(node_id="1", node_type="sd.load_model", models=store), model=str(sd_file), dtype="fp32", device="cpu")
+    assert _same_weights(out["unet"], tiny["unet"]) and out["scheduler"]["_class_name"] == "PNDMScheduler"
+
+
+def test_load_model_node_names_a_missing_path() -> None:
+    ctx = Context(node_id="1", node_type="sd.load_model", models=ModelStore(device="cpu"))
+    with pytest.raises(ValueError, match="/no/such/model.safetensors"):
+        LoadModel().run(ctx, model="/no/such/model.safetensors", dtype="fp32", device="cpu")
+
+
+def test_load_model_fingerprint_changes_when_the_file_is_replaced(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    save_file({"a": torch.zeros(1)}, str(path))
+    ctx = Context(node_id="1", node_type="sd.load_model")
+    before = LoadModel().fingerprint(ctx, model=str(path), dtype="fp32", device="cpu")
+    save_file({"a": torch.zeros(2)}, str(path))
+    assert LoadModel().fingerprint(ctx, model=str(path), dtype="fp32", device="cpu") != before
