@@ -55,9 +55,9 @@ class ServerConfig:
         self.data_dir = Path(self.data_dir)
         self.plugin_dirs = [Path(p) for p in self.plugin_dirs]
         if self.web_dir is None:
-            self.web_dir = _first_dir(_REPO_ROOT / "web", _PACKAGE_ROOT / "web")
+            self.web_dir = _shipped_dir("web")
         if self.builtin_workflows_dir is None:
-            self.builtin_workflows_dir = _first_dir(_REPO_ROOT / "workflows", _PACKAGE_ROOT / "workflows")
+            self.builtin_workflows_dir = _shipped_dir("workflows")
 
     @property
     def loopback(self) -> bool:
@@ -85,9 +85,17 @@ class ServerConfig:
         return self.data_dir / "nodeflow.sqlite3"
 
 
-def _first_dir(*candidates: Path) -> Path:
-    """The first existing folder, else the first candidate (served as empty)."""
-    return next((c for c in candidates if c.is_dir()), candidates[0])
+def _shipped_dir(name: str) -> Path:
+    """``name`` installed as package data (``nodeflow/NAME``), else the checkout's ``NAME/``.
+
+    The checkout's folder counts only in a checkout (``pyproject.toml`` beside it): once
+    installed, the package's parent is ``site-packages``, where a ``web/`` folder would
+    belong to some other distribution.
+    """
+    packaged = _PACKAGE_ROOT / name
+    if packaged.is_dir():
+        return packaged
+    return _REPO_ROOT / name if (_REPO_ROOT / "pyproject.toml").is_file() else packaged
 
 
 def is_loopback(host: str) -> bool:

@@ -345,6 +345,8 @@ async def _json_body(request: web.Request) -> Any:
         return await request.json()
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "the body is nested too deeply") from None
 
 
 def _parse(graph: Any) -> GraphDoc:
