@@ -167,15 +167,18 @@ def load_diffusers_folder(folder: Path, dtype: str = "fp32", device: str = "cpu"
     text_encoder = CLIPTextModel.from_pretrained(
         str(folder / "text_encoder"), dtype=torch_dtype, local_files_only=True, **_variant(folder / "text_encoder", "model")
     )
+    # low_cpu_mem_usage=False: the fast path needs `accelerate`, which we do not depend on.
     unet = UNet2DConditionModel.from_pretrained(
-        str(folder / "unet"), torch_dtype=torch_dtype, local_files_only=True, **_variant(folder / "unet", "diffusion_pytorch_model")
+        str(folder / "unet"), torch_dtype=torch_dtype, local_files_only=True, low_cpu_mem_usage=False,
+        **_variant(folder / "unet", "diffusion_pytorch_model"),
     )
     vae = AutoencoderKL.from_pretrained(
-        str(folder / "vae"), torch_dtype=torch_dtype, local_files_only=True, **_variant(folder / "vae", "diffusion_pytorch_model")
+        str(folder / "vae"), torch_dtype=torch_dtype, local_files_only=True, low_cpu_mem_usage=False,
+        **_variant(folder / "vae", "diffusion_pytorch_model"),
     )
     modules = {"text_encoder": text_encoder, "unet": unet, "vae": vae}
     for module in modules.values():
-        module.to(device=device, dtype=torch_dtype)
+        module.to(device)  # already in torch_dtype: a dtype cast here would make diffusers warn
         module.eval()
         module.requires_grad_(False)
     scheduler_config = pipeline_scheduler_config(json.loads((folder / "scheduler" / "scheduler_config.json").read_text()))

@@ -1,0 +1,68 @@
+"""Helpers shared by the SD nodes: random streams, module placement, latent previews.
+
+Private to the pack (the underscore): nodes import it, plugin authors use the nodes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+# SD 1.x latent channels -> RGB, a least-squares fit of decoded colours on latents
+# (the factors ComfyUI and others use for cheap previews). Only meaningful for 4-channel latents.
+SD1_LATENT_RGB = torch.tensor(
+    [
+        [0.3512, 0.2297, 0.3227],
+        [0.3250, 0.4974, 0.2350],
+        [-0.2829, 0.1762, 0.2721],
+        [-0.2120, -0.2616, -0.7177],
+    ]
+)
+
+#: Largest seed the editor can show exactly (JavaScript numbers are doubles).
+MAX_SEED = 2**53 - 1
+
+
+def stream(state: torch.Tensor | None = None, seed: int | None = None) -> torch.Generator:
+    """A CPU generator: continuing ``state`` (a ``get_state()`` tensor), or started from ``seed``.
+
+    CPU generators make a seed give the same numbers on every device, as diffusers
+    recommends; with neither argument the stream starts from seed 0 (deterministic).
+    """
+    generator = torch.Generator("cpu")
+    if state is not None:
+        generator.set_state(state)
+    else:
+        generator.manual_seed(0 if seed is None else seed)
+    return generator
+
+
+def noise(shape: tuple[int, ...], generator: torch.Generator, like: Any) -> torch.Tensor:
+    """Standard normal noise drawn exactly as diffusers' ``randn_tensor`` draws it, on ``like``'s device/dtype."""
+    from diffusers.utils.torch_utils import randn_tensor  # lazy: importing diffusers takes seconds
+
+    return randn_tensor(shape, generator=generator, device=like.device, dtype=like.dtype)
+
+
+def vae_scale_factor(vae: Any) -> int:
+    """Pixels per latent along one side, as diffusers' pipelines compute it."""
+    return int(2 ** (len(vae.config.block_out_channels) - 1))
+
+
+def latent_preview(samples: torch.Tensor, scale: int = 8) -> Any:
+    """A cheap RGB picture of the first latent in ``samples`` (a PIL image), no VAE involved.
+
+    4-channel latents use SD 1.x's linear latent-to-RGB factors; others show their
+    first three channels. Upscaled (nearest) by ``scale`` so tiny latents stay visible.
+    """
+    from PIL import Image as PILImage
+
+    first = samples[0].detach().float().cpu()
+    if first.shape[0] == 4:
+        rgb = torch.einsum("chw,cr->rhw", first, SD1_LATENT_RGB)
+    else:
+        rgb = first[:3] if first.shape[0] >= 3 else first[:1].expand(3, -1, -1)
+    pixels = ((rgb + 1.0) / 2.0).clamp(0, 1).mul(255).round().to(torch.uint8)
+    picture = PILImage.fromarray(pixels.permute(1, 2, 0).numpy())
+    return picture.resize((picture.width * scale, picture.height * scale), PILImage.NEAREST)

@@ -1,0 +1,189 @@
+"""Images in and out: load a picture file, save PNGs with the graph embedded, preview.
+
+Saved files are named ``{prefix}_{node}_{index:05d}.png``. The index is the first one
+whose file is either absent or byte-identical to the new PNG, so a re-run of the same
+graph into the same folder reuses its files and a different result never overwrites
+an existing one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from nodeflow.node import Context, Input, Output, node
+from nodeflow.types import Image
+
+#: The PNG text chunk holding the graph document that made the image.
+GRAPH_CHUNK = "nodeflow_graph"
+
+#: Env var: extra folders (os.pathsep-separated) where relative image paths are looked up.
+INPUT_DIR_ENV = "NODEFLOW_INPUT_DIR"
+
+#: The shipped workflows folder: its example images resolve from anywhere.
+WORKFLOWS_DIR = Path(__file__).resolve().parents[2] / "workflows"
+
+
+def resolve_image_path(path: str) -> Path:
+    """An absolute path as it is; a relative one looked up in the working directory,
+    then each ``NODEFLOW_INPUT_DIR`` folder, then the shipped ``workflows/`` folder."""
+    given = Path(path).expanduser()
+    if given.is_absolute():
+        candidates = [given]
+    else:
+        roots = [Path.cwd(), *[Path(d) for d in os.environ.get(INPUT_DIR_ENV, "").split(os.pathsep) if d], WORKFLOWS_DIR]
+        candidates = [root / given for root in roots]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    where = ", ".join(str(c.parent) for c in candidates)
+    raise FileNotFoundError(f"image '{path}' not found (looked in {where})")
+
+
+def pil_to_image(picture: Any) -> Image:
+    """A PIL picture as an :class:`Image`, converted exactly as diffusers' ``pil_to_numpy``/``numpy_to_pt`` do."""
+    array = np.array(picture.convert("RGB")).astype(np.float32) / 255.0
+    # transpose, not permute+contiguous: diffusers hands the VAE these (channels-last) strides.
+    return Image(torch.from_numpy(array[None].transpose(0, 3, 1, 2)))
+
+
+def image_to_uint8(image: Image) -> np.ndarray:
+    """[B, H, W, 3] uint8 pixels, rounded exactly as diffusers' ``numpy_to_pil`` does."""
+    array = image.pixels.detach().cpu().permute(0, 2, 3, 1).float().numpy()
+    return (array * 255).round().astype("uint8")  # type: ignore[no-any-return]
+
+
+@node("sd.load_image", display_name="Load Image", category="sd/image", pure=False)
+class LoadImage:
+    """Load a picture file (PNG, JPEG, WebP...) as an RGB image in [0, 1]."""
+
+    path = Input("STRING", widget="image", description="absolute, or relative to the working dir, NODEFLOW_INPUT_DIR or workflows/")
+    image = Output("IMAGE")
+    width = Output("INT")
+    height = Output("INT")
+
+    def fingerprint(self, ctx: Context, path: str | None = None) -> str:
+        # The file may change under the same name: its size and mtime join the cache key.
+        if path is None:
+            return "linked"  # the path comes from another node: its key already varies with it
+        try:
+            found = resolve_image_path(path)
+        except FileNotFoundError:
+            return f"missing:{path}"
+        st = found.stat()
+        return f"{found.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+    def run(self, ctx: Context, path: str) -> dict[str, Any]:
+        from PIL import Image as PILImage
+
+        with PILImage.open(resolve_image_path(path)) as picture:
+            image = pil_to_image(picture)
+        return {"image": image, "width": image.pixels.shape[-1], "height": image.pixels.shape[-2]}
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "image"
+
+
+def _folder_fingerprint(folder: Path, pattern: str) -> str:
+    # Files this node may reuse: if one is deleted or edited the node must write again.
+    listing = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.glob(pattern)) if folder.is_dir() else []
+    digest = hashlib.blake2b(json.dumps(listing).encode(), digest_size=8).hexdigest()
+    return f"{folder.resolve()}:{digest}"
+
+
+def _png_bytes(pixels: np.ndarray, text: dict[str, str]) -> bytes:
+    from PIL import Image as PILImage
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    for key, value in text.items():
+        info.add_text(key, value)
+    buffer = io.BytesIO()
+    PILImage.fromarray(pixels).save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+@node("sd.save_image", display_name="Save Image", category="sd/image", output_node=True, pure=False)
+class SaveImage:
+    """Save images as PNG files in the run's output folder, with the graph JSON embedded.
+
+    The graph (with the run's inputs applied) is in the PNG text chunk
+    ``nodeflow_graph``, so any saved image can be loaded back as its workflow.
+    """
+
+    images = Input("IMAGE")
+    prefix = Input("STRING", default="nodeflow", description="start of the file names")
+
+    def fingerprint(self, ctx: Context, prefix: str | None = None, **linked: Any) -> str:
+        return _folder_fingerprint(Path(ctx.output_dir), f"{_safe(prefix or '')}_{_safe(ctx.node_id)}_*.png")
+
+    def run(self, ctx: Context, images: Image, prefix: str) -> None:
+        folder = Path(ctx.output_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        text = {"Software": "nodeflow"}
+        if ctx.graph is not None:
+            text[GRAPH_CHUNK] = json.dumps(ctx.graph, sort_keys=True, separators=(",", ":"))
+        stem = f"{_safe(prefix)}_{_safe(ctx.node_id)}"
+        index = 0
+        for batch_index, pixels in enumerate(image_to_uint8(images)):
+            data = _png_bytes(pixels, text)
+            while True:
+                path = folder / f"{stem}_{index:05d}.png"
+                if not path.exists():
+                    path.write_bytes(data)
+                    break
+                if path.read_bytes() == data:
+                    break  # the same image from an earlier run: reuse it
+                index += 1
+            index += 1
+            ctx.add_output(path, kind="image", width=int(pixels.shape[1]), height=int(pixels.shape[0]), batch_index=batch_index)
+
+
+@node("sd.preview_image", display_name="Preview Image", category="sd/image", output_node=True, pure=False)
+class PreviewImage:
+    """Show images without keeping them: written to ``previews/`` in the output folder, overwritten each run."""
+
+    images = Input("IMAGE")
+
+    def fingerprint(self, ctx: Context, **linked: Any) -> str:
+        return _folder_fingerprint(Path(ctx.output_dir) / "previews", f"preview_{_safe(ctx.node_id)}_*.png")
+
+    def run(self, ctx: Context, images: Image) -> None:
+        folder = Path(ctx.output_dir) / "previews"
+        folder.mkdir(parents=True, exist_ok=True)
+        for batch_index, pixels in enumerate(image_to_uint8(images)):
+            path = folder / f"preview_{_safe(ctx.node_id)}_{batch_index:05d}.png"
+            path.write_bytes(_png_bytes(pixels, {"Software": "nodeflow"}))
+            ctx.add_output(path, kind="preview", width=int(pixels.shape[1]), height=int(pixels.shape[0]), batch_index=batch_index)
+
+
+@node("sd.resize_image", display_name="Resize Image", category="sd/image")
+class ResizeImage:
+    """Resize images (Lanczos on 8-bit pixels, as diffusers' preprocessing does); 0 keeps that side."""
+
+    images = Input("IMAGE")
+    width = Input("INT", default=0, min=0, max=8192, description="0: keep the width")
+    height = Input("INT", default=0, min=0, max=8192, description="0: keep the height")
+    resized = Output("IMAGE", display_name="image")
+
+    def run(self, ctx: Context, images: Image, width: int, height: int) -> Image:
+        from PIL import Image as PILImage
+
+        old_h, old_w = images.pixels.shape[-2:]
+        size = (width or old_w, height or old_h)
+        if size == (old_w, old_h):
+            return images
+        frames = [pil_to_image(PILImage.fromarray(p).resize(size, resample=PILImage.LANCZOS)).pixels for p in image_to_uint8(images)]
+        return Image(torch.cat(frames))
+
+
+NODES = [LoadImage, ResizeImage, SaveImage, PreviewImage]

@@ -1,0 +1,155 @@
+"""Denoising: the loop node, and the three step nodes that unroll it.
+
+``sd.denoise`` runs every remaining timestep of a scheduler state. ``sd.unet_step``
+-> ``sd.guidance`` -> ``sd.scheduler_step`` is one of those steps as three nodes; a
+chain of N such triples gives the same tensors as the loop over N timesteps, because
+both call :mod:`nodes.sd._sampling` in the same order. The scheduler state and the
+latents' random stream travel along the chain as values (see
+:class:`~nodeflow.types.SchedulerState` and :class:`~nodeflow.types.Latents`), so a
+multistep scheduler's history (PNDM, DPM++ 2M) and an ancestral sampler's noise
+(Euler a) come out identical too.
+
+Note that some schedulers take more timesteps than ``steps`` (PNDM: ``steps + 1``;
+Heun: ``2 * steps - 1``): the loop takes them all, an unrolled chain needs one triple
+per timestep (``SchedulerState.remaining``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from typing import Any
+
+import torch
+
+from nodeflow.node import Context, Input, Output, node
+from nodeflow.types import Conditioning, Latents, NoisePred, SchedulerState
+
+from . import _common
+from ._sampling import cfg_embeddings, guide, predict_noise, scheduler_step
+
+
+def _current_t(state: SchedulerState) -> torch.Tensor:
+    if state.remaining <= 0:
+        raise ValueError(f"the {state.name} state has no steps left (all {len(state.timesteps)} timesteps taken)")
+    return state.timesteps[state.index]
+
+
+@node("sd.unet_step", display_name="UNet Step", category="sd/sampling/steps")
+class UNetStep:
+    """Predict the noise in the latents at the state's current timestep.
+
+    With a negative conditioning, one batch-2 UNet call gives both the conditional and
+    the unconditional prediction (feed them to Guidance); without, a single call.
+    """
+
+    unet = Input("UNET")
+    latents = Input("LATENTS")
+    timesteps = Input("TIMESTEPS")
+    positive = Input("CONDITIONING")
+    negative = Input("CONDITIONING", optional=True, description="leave unconnected for no classifier-free guidance")
+    noise_pred = Output("NOISE_PRED")
+
+    def run(
+        self, ctx: Context, unet: Any, latents: Latents, timesteps: SchedulerState, positive: Conditioning, negative: Conditioning | None = None
+    ) -> NoisePred:
+        t = _current_t(timesteps)
+        scheduler = copy.deepcopy(timesteps.scheduler)  # scale_model_input may update its bookkeeping
+        samples = latents.samples
+        embeddings = cfg_embeddings(positive.embeddings, negative.embeddings if negative is not None else None, samples.shape[0])
+        cond, uncond = predict_noise(unet, scheduler, samples, t, embeddings, guided=negative is not None)
+        return NoisePred(cond, uncond)
+
+
+@node("sd.guidance", display_name="Guidance", category="sd/sampling/steps")
+class Guidance:
+    """Combine a conditional/unconditional prediction pair with classifier-free guidance.
+
+    ``uncond + scale * (cond - uncond)``; ``rescale`` > 0 applies diffusers'
+    ``rescale_noise_cfg`` (fixes over-exposure). ``scale <= 1`` means no guidance,
+    as in diffusers.
+    """
+
+    noise_pred = Input("NOISE_PRED")
+    guidance_scale = Input("FLOAT", default=7.5, min=0.0, max=100.0, step=0.5)
+    guidance_rescale = Input("FLOAT", default=0.0, min=0.0, max=1.0, step=0.05)
+    guided = Output("NOISE_PRED")
+
+    def run(self, ctx: Context, noise_pred: NoisePred, guidance_scale: float, guidance_rescale: float) -> NoisePred:
+        return NoisePred(guide(noise_pred.cond, noise_pred.uncond, guidance_scale, guidance_rescale))
+
+
+@node("sd.scheduler_step", display_name="Scheduler Step", category="sd/sampling/steps")
+class SchedulerStep:
+    """Take one scheduler step: latents at t -> latents at the next timestep, and the next state."""
+
+    timesteps = Input("TIMESTEPS")
+    noise_pred = Input("NOISE_PRED", description="a guided prediction (from Guidance), or an unguided one")
+    latents = Input("LATENTS")
+    next_latents = Output("LATENTS", display_name="latents")
+    next_timesteps = Output("TIMESTEPS", display_name="timesteps")
+
+    def run(self, ctx: Context, timesteps: SchedulerState, noise_pred: NoisePred, latents: Latents) -> dict[str, Any]:
+        if noise_pred.uncond is not None:
+            raise ValueError("this noise prediction still holds an unguided pair: pass it through a Guidance node first")
+        t = _current_t(timesteps)
+        scheduler = copy.deepcopy(timesteps.scheduler)
+        # Replay the pipeline's call order on this copy: scale_model_input comes before step
+        # and may initialise the step index; its result is not needed here.
+        if hasattr(scheduler, "scale_model_input"):
+            scheduler.scale_model_input(latents.samples, t)
+        generator = _common.stream(latents.generator_state)
+        prev = scheduler_step(scheduler, noise_pred.cond, t, latents.samples, generator, timesteps.eta)
+        return {
+            "next_latents": Latents(prev, latents.scaling_factor, generator.get_state()),
+            "next_timesteps": dataclasses.replace(timesteps, scheduler=scheduler, index=timesteps.index + 1),
+        }
+
+
+@node("sd.denoise", display_name="Denoise", category="sd/sampling")
+class Denoise:
+    """Run every remaining step of the scheduler on the latents (the sampler loop).
+
+    Reports progress and a cheap latent preview after each step, and stops within a
+    step when the run is cancelled.
+    """
+
+    unet = Input("UNET")
+    latents = Input("LATENTS")
+    timesteps = Input("TIMESTEPS")
+    positive = Input("CONDITIONING")
+    negative = Input("CONDITIONING", description='the unconditional branch (encode "" for none)')
+    guidance_scale = Input("FLOAT", default=7.5, min=0.0, max=100.0, step=0.5, description="<= 1 turns classifier-free guidance off")
+    guidance_rescale = Input("FLOAT", default=0.0, min=0.0, max=1.0, step=0.05)
+    denoised = Output("LATENTS", display_name="latents")
+
+    def run(
+        self,
+        ctx: Context,
+        unet: Any,
+        latents: Latents,
+        timesteps: SchedulerState,
+        positive: Conditioning,
+        negative: Conditioning,
+        guidance_scale: float,
+        guidance_rescale: float,
+    ) -> Latents:
+        scheduler = copy.deepcopy(timesteps.scheduler)  # private: stepped in place like the pipeline's own
+        remaining = scheduler.timesteps[timesteps.index :]
+        guided = guidance_scale > 1.0  # diffusers' do_classifier_free_guidance
+        samples = latents.samples
+        embeddings = cfg_embeddings(positive.embeddings, negative.embeddings if guided else None, samples.shape[0])
+        generator = _common.stream(latents.generator_state)
+        total = len(remaining)
+        for i, t in enumerate(remaining):
+            ctx.check_cancelled()
+            cond, uncond = predict_noise(unet, scheduler, samples, t, embeddings, guided)
+            noise_pred = guide(cond, uncond, guidance_scale, guidance_rescale)
+            samples = scheduler_step(scheduler, noise_pred, t, samples, generator, timesteps.eta)
+            if ctx.emit is not None:  # the preview costs a copy to the CPU: only when someone listens
+                ctx.preview(_common.latent_preview(samples))
+            ctx.progress(i + 1, total)
+        return Latents(samples, latents.scaling_factor, generator.get_state())
+
+
+NODES = [Denoise, UNetStep, Guidance, SchedulerStep]

@@ -1,0 +1,79 @@
+"""Latents <-> pixels with the VAE, with diffusers' exact pre- and post-processing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from nodeflow.node import Context, Input, Output, node
+from nodeflow.types import Image, Latents
+
+from . import _common
+
+
+@node("sd.vae_decode", display_name="VAE Decode", category="sd/latents")
+class VAEDecode:
+    """Decode latents into images (float in [0, 1]), as diffusers' pipelines postprocess them."""
+
+    vae = Input("VAE")
+    latents = Input("LATENTS")
+    image = Output("IMAGE")
+
+    def run(self, ctx: Context, vae: Any, latents: Latents) -> Image:
+        samples = latents.samples.to(device=vae.device, dtype=vae.dtype)
+        with torch.no_grad():
+            decoded = vae.decode(samples / latents.scaling_factor, return_dict=False)[0]
+        # VaeImageProcessor.postprocess: denormalise and clamp in the VAE's dtype, then float32.
+        pixels = (decoded * 0.5 + 0.5).clamp(0, 1)
+        return Image(pixels.cpu().float())
+
+
+@node("sd.vae_encode", display_name="VAE Encode", category="sd/latents")
+class VAEEncode:
+    """Encode images into latents (scaled by the VAE's factor), as diffusers' img2img pipeline does.
+
+    ``sample`` draws from the VAE's posterior with a CPU generator seeded by ``seed``
+    (the pipeline's behaviour); ``argmax`` takes its mean. Either way the latents carry
+    the seeded stream on, for Img2Img Init's noise. Sizes that are not a multiple of
+    the VAE factor are resized down to one (Lanczos, as diffusers does).
+    """
+
+    vae = Input("VAE")
+    image = Input("IMAGE")
+    seed = Input("INT", default=0, min=0, max=_common.MAX_SEED, widget="seed")
+    mode = Input("STRING", default="sample", choices=["sample", "argmax"])
+    latents = Output("LATENTS")
+
+    def run(self, ctx: Context, vae: Any, image: Image, seed: int, mode: str) -> Latents:
+        pixels = _fit(image.pixels, _common.vae_scale_factor(vae))
+        normalised = (2.0 * pixels - 1.0).to(device=vae.device, dtype=vae.dtype)
+        generator = _common.stream(seed=seed)
+        with torch.no_grad():
+            posterior = vae.encode(normalised).latent_dist
+            samples = posterior.sample(generator) if mode == "sample" else posterior.mode()
+        scaling = float(vae.config.scaling_factor)
+        return Latents(scaling * samples, scaling, generator.get_state())
+
+
+def _fit(pixels: torch.Tensor, factor: int) -> torch.Tensor:
+    """``pixels`` resized down to multiples of ``factor`` with PIL Lanczos, as diffusers' preprocessing does."""
+    height, width = pixels.shape[-2:]
+    new_h, new_w = height - height % factor, width - width % factor
+    if (new_h, new_w) == (height, width):
+        return pixels
+    if new_h == 0 or new_w == 0:
+        raise ValueError(f"the image ({width}x{height}) is smaller than the VAE factor {factor}")
+    from PIL import Image as PILImage
+
+    resized = []
+    for one in pixels:
+        array = (one.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+        picture = PILImage.fromarray(array).resize((new_w, new_h), resample=PILImage.LANCZOS)
+        resized.append(np.array(picture).astype(np.float32) / 255.0)
+    # The same (channels-last) strides as diffusers' numpy_to_pt: convolution kernels follow the layout.
+    return torch.from_numpy(np.stack(resized).transpose(0, 3, 1, 2))
+
+
+NODES = [VAEDecode, VAEEncode]
