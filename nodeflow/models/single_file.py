@@ -148,20 +148,24 @@ def _fit_unet(ckpt: dict[str, torch.Tensor]) -> dict[str, Any]:
             resnets_in_level += 1
         n += 1
     layers_per_block = layers_per_block or resnets_in_level
-    attn2_k = next(v for k, v in ckpt.items() if k.startswith(_UNET) and k.endswith("attn2.to_k.weight"))
-    proj_in = next(v for k, v in ckpt.items() if k.startswith(_UNET) and k.endswith(".proj_in.weight"))
     down = ["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attention]
     up = ["CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention)]
-    return {
+    fitted: dict[str, Any] = {
         "in_channels": int(ckpt[_UNET + "input_blocks.0.0.weight"].shape[1]),
         "out_channels": int(ckpt[_UNET + "out.2.weight"].shape[0]),
         "block_out_channels": channels,
         "layers_per_block": layers_per_block,
         "down_block_types": down,
         "up_block_types": up,
-        "cross_attention_dim": int(attn2_k.shape[1]),
-        "use_linear_projection": proj_in.ndim == 2,
     }
+    # A UNet without attention keeps the skeleton's values; the strict load then tells.
+    attn2_k = next((v for k, v in ckpt.items() if k.startswith(_UNET) and k.endswith("attn2.to_k.weight")), None)
+    proj_in = next((v for k, v in ckpt.items() if k.startswith(_UNET) and k.endswith(".proj_in.weight")), None)
+    if attn2_k is not None:
+        fitted["cross_attention_dim"] = int(attn2_k.shape[1])
+    if proj_in is not None:
+        fitted["use_linear_projection"] = proj_in.ndim == 2  # SD 1.x: 1x1 convs; 2.x-style fine-tunes: linear
+    return fitted
 
 
 def _fit_vae(ckpt: dict[str, torch.Tensor]) -> dict[str, Any]:
