@@ -77,3 +77,46 @@ def test_img2img_workflow_pixels_equal_img2img_pipeline(scheduler, tiny_sd_dir, 
     )
 
     assert np.array_equal(_pixels(png), np.array(expected))
+
+
+def test_guidance_rescale_equals_the_pipelines_rescale_noise_cfg(tiny_sd_dir, sd_reference, tmp_path, capsys):
+    expected = sd_reference("EulerDiscreteScheduler")(
+        PROMPT, negative_prompt=NEGATIVE, num_inference_steps=STEPS, guidance_scale=GUIDANCE, guidance_rescale=0.7,
+        width=64, height=64, generator=torch.Generator("cpu").manual_seed(SEED),
+    ).images[0]
+
+    (png,) = _run_cli(
+        "txt2img.json", tmp_path, capsys, model=tiny_sd_dir, prompt=PROMPT, negative_prompt=NEGATIVE, seed=SEED,
+        steps=STEPS, guidance_scale=GUIDANCE, width=64, height=64, scheduler="euler", **{"denoise.guidance_rescale": 0.7},
+    )
+
+    assert np.array_equal(_pixels(png), np.array(expected))
+
+
+def test_a_batch_of_two_equals_num_images_per_prompt_2(tiny_sd_dir, sd_reference, tmp_path, capsys):
+    expected = sd_reference("EulerAncestralDiscreteScheduler")(
+        PROMPT, negative_prompt=NEGATIVE, num_inference_steps=STEPS, guidance_scale=GUIDANCE, num_images_per_prompt=2,
+        width=64, height=64, generator=torch.Generator("cpu").manual_seed(SEED),
+    ).images
+
+    pngs = _run_cli(
+        "txt2img.json", tmp_path, capsys, model=tiny_sd_dir, prompt=PROMPT, negative_prompt=NEGATIVE, seed=SEED,
+        steps=STEPS, guidance_scale=GUIDANCE, width=64, height=64, scheduler="euler_a", **{"noise.batch": 2},
+    )
+
+    assert [p.name for p in pngs] == ["txt2img_save_00000.png", "txt2img_save_00001.png"]
+    assert all(np.array_equal(_pixels(p), np.array(e)) for p, e in zip(pngs, expected, strict=True))
+
+
+def test_guidance_scale_1_runs_the_unguided_single_branch_like_diffusers(tiny_sd_dir, sd_reference, tmp_path, capsys):
+    expected = sd_reference("DDIMScheduler")(
+        PROMPT, num_inference_steps=STEPS, guidance_scale=1.0, width=64, height=64,
+        generator=torch.Generator("cpu").manual_seed(SEED),
+    ).images[0]
+
+    (png,) = _run_cli(
+        "txt2img.json", tmp_path, capsys, model=tiny_sd_dir, prompt=PROMPT, seed=SEED, steps=STEPS,
+        guidance_scale=1.0, width=64, height=64, scheduler="ddim",
+    )
+
+    assert np.array_equal(_pixels(png), np.array(expected))

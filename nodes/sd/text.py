@@ -73,7 +73,8 @@ class TextEncode:
                 if clip_skip > layers:
                     raise ValueError(f"clip_skip {clip_skip} is more than the text encoder's {layers} layers")
                 hidden = text_encoder(ids, attention_mask=mask, output_hidden_states=True)[-1][-clip_skip]
-                embeddings = text_encoder.text_model.final_layer_norm(hidden)
+                # transformers 5 flattened CLIPTextModel (no .text_model); 4.x nests it.
+                embeddings = getattr(text_encoder, "text_model", text_encoder).final_layer_norm(hidden)
         return Conditioning(embeddings.to(dtype=text_encoder.dtype, device=device))
 
 
