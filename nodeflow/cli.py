@@ -221,8 +221,16 @@ def cmd_nodes(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``nodeflow serve``: the editor and API server."""
-    from .server import run_server
+    from .server import ServerConfigError, run_server
 
+    try:
+        _run_server(run_server, args)
+    except ServerConfigError as exc:
+        raise UsageError(str(exc)) from None
+    return 0
+
+
+def _run_server(run_server: Any, args: argparse.Namespace) -> None:
     run_server(
         host=args.host,
         port=args.port,
@@ -232,7 +240,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         backend=args.backend,
         address=args.address,
     )
-    return 0
 
 
 def _print_errors(errors: list[ErrorInfo], as_json: bool) -> None:
