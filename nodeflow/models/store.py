@@ -165,16 +165,16 @@ def load_diffusers_folder(folder: Path, dtype: str = "fp32", device: str = "cpu"
     torch_dtype = DTYPES[dtype]
     tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"), local_files_only=True)
     text_encoder = CLIPTextModel.from_pretrained(
-        str(folder / "text_encoder"), dtype=torch_dtype, local_files_only=True, **_variant(folder / "text_encoder", "model")
+        str(folder / "text_encoder"), dtype=torch_dtype, local_files_only=True, variant=_variant(folder / "text_encoder", "model")
     )
     # low_cpu_mem_usage=False: the fast path needs `accelerate`, which we do not depend on.
     unet = UNet2DConditionModel.from_pretrained(
         str(folder / "unet"), torch_dtype=torch_dtype, local_files_only=True, low_cpu_mem_usage=False,
-        **_variant(folder / "unet", "diffusion_pytorch_model"),
+        variant=_variant(folder / "unet", "diffusion_pytorch_model"),
     )
     vae = AutoencoderKL.from_pretrained(
         str(folder / "vae"), torch_dtype=torch_dtype, local_files_only=True, low_cpu_mem_usage=False,
-        **_variant(folder / "vae", "diffusion_pytorch_model"),
+        variant=_variant(folder / "vae", "diffusion_pytorch_model"),
     )
     modules = {"text_encoder": text_encoder, "unet": unet, "vae": vae}
     for module in modules.values():
@@ -186,13 +186,13 @@ def load_diffusers_folder(folder: Path, dtype: str = "fp32", device: str = "cpu"
     return SDComponents(tokenizer, text_encoder, unet, vae, scheduler_config, source=str(folder), info=info)
 
 
-def _variant(part: Path, stem: str) -> dict[str, str]:
-    """``{"variant": "fp16"}`` when only a variant file holds the weights (as diffusers names them)."""
+def _variant(part: Path, stem: str) -> str | None:
+    """The variant (``"fp16"``) when only a variant file holds the weights, as diffusers names them."""
     if any(part.glob(f"{stem}.safetensors")) or any(part.glob(f"{stem}.bin")):
-        return {}
+        return None
     for file in sorted(part.glob(f"{stem}.*.safetensors")):
-        return {"variant": file.name[len(stem) + 1 : -len(".safetensors")]}
-    return {}
+        return file.name[len(stem) + 1 : -len(".safetensors")]
+    return None
 
 
 def pipeline_scheduler_config(raw: dict[str, Any]) -> dict[str, Any]:

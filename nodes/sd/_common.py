@@ -65,4 +65,4 @@ def latent_preview(samples: torch.Tensor, scale: int = 8) -> Any:
         rgb = first[:3] if first.shape[0] >= 3 else first[:1].expand(3, -1, -1)
     pixels = ((rgb + 1.0) / 2.0).clamp(0, 1).mul(255).round().to(torch.uint8)
     picture = PILImage.fromarray(pixels.permute(1, 2, 0).numpy())
-    return picture.resize((picture.width * scale, picture.height * scale), PILImage.NEAREST)
+    return picture.resize((picture.width * scale, picture.height * scale), PILImage.Resampling.NEAREST)

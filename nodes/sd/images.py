@@ -182,7 +182,7 @@ class ResizeImage:
         size = (width or old_w, height or old_h)
         if size == (old_w, old_h):
             return images
-        frames = [pil_to_image(PILImage.fromarray(p).resize(size, resample=PILImage.LANCZOS)).pixels for p in image_to_uint8(images)]
+        frames = [pil_to_image(PILImage.fromarray(p).resize(size, resample=PILImage.Resampling.LANCZOS)).pixels for p in image_to_uint8(images)]
         return Image(torch.cat(frames))
 
 

@@ -70,7 +70,7 @@ def _fit(pixels: torch.Tensor, factor: int) -> torch.Tensor:
     resized = []
     for one in pixels:
         array = (one.permute(1, 2, 0).numpy() * 255).round().astype("uint8")
-        picture = PILImage.fromarray(array).resize((new_w, new_h), resample=PILImage.LANCZOS)
+        picture = PILImage.fromarray(array).resize((new_w, new_h), resample=PILImage.Resampling.LANCZOS)
         resized.append(np.array(picture).astype(np.float32) / 255.0)
     # The same (channels-last) strides as diffusers' numpy_to_pt: convolution kernels follow the layout.
     return torch.from_numpy(np.stack(resized).transpose(0, 3, 1, 2))
