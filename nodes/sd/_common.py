@@ -38,11 +38,21 @@ def stream(state: torch.Tensor | None = None, seed: int | None = None) -> torch.
     return generator
 
 
-def noise(shape: tuple[int, ...], generator: torch.Generator, like: Any) -> torch.Tensor:
-    """Standard normal noise drawn exactly as diffusers' ``randn_tensor`` draws it, on ``like``'s device/dtype."""
+def noise(shape: tuple[int, ...], generator: torch.Generator, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Standard normal noise drawn exactly as diffusers' ``randn_tensor`` draws it (on the CPU, then moved)."""
     from diffusers.utils.torch_utils import randn_tensor  # lazy: importing diffusers takes seconds
 
-    return randn_tensor(shape, generator=generator, device=like.device, dtype=like.dtype)
+    return randn_tensor(shape, generator=generator, device=device, dtype=dtype)
+
+
+def placement(module: Any) -> tuple[torch.device, torch.dtype]:
+    """Device and dtype of a model's weights.
+
+    Read from the first parameter: diffusers' ``ModelMixin.device`` walks every
+    submodule looking for offload hooks (about a millisecond per call).
+    """
+    first = next(module.parameters())
+    return first.device, first.dtype
 
 
 def vae_scale_factor(vae: Any) -> int:

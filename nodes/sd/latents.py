@@ -36,7 +36,7 @@ class NoiseLatents:
             raise ValueError(f"width and height must be multiples of {factor} for this VAE, not {width}x{height}")
         shape = (batch, unet.config.in_channels, height // factor, width // factor)
         generator = _common.stream(seed=seed)
-        samples = _common.noise(shape, generator, unet) * timesteps.scheduler.init_noise_sigma
+        samples = _common.noise(shape, generator, *_common.placement(unet)) * timesteps.scheduler.init_noise_sigma
         return Latents(samples, float(vae.config.scaling_factor), generator.get_state())
 
 
@@ -71,7 +71,7 @@ class Img2ImgInit:
             scheduler.set_begin_index(begin)
         samples = latents.samples
         generator = _common.stream(latents.generator_state) if seed < 0 else _common.stream(seed=seed)
-        noise = _common.noise(tuple(samples.shape), generator, samples)
+        noise = _common.noise(tuple(samples.shape), generator, samples.device, samples.dtype)
         noised = scheduler.add_noise(samples, noise, start_t.repeat(samples.shape[0]))
         return {
             "noised": Latents(noised, latents.scaling_factor, generator.get_state()),

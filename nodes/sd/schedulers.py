@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import functools
+import json
 from typing import Any
 
 from nodeflow.node import Context, Input, Output, node
 from nodeflow.types import SchedulerState
+
+from . import _common
 
 #: Friendly names -> (diffusers class name, config overrides).
 FRIENDLY: dict[str, tuple[str, dict[str, Any]]] = {
@@ -42,7 +47,22 @@ def make_scheduler(config: dict[str, Any], name: str) -> Any:
     if not (isinstance(cls, type) and class_name.endswith("Scheduler") and hasattr(cls, "from_config")):
         known = ", ".join(sorted(FRIENDLY))
         raise ValueError(f"unknown scheduler '{name}': use one of {known}, 'default', or a diffusers scheduler class name")
-    return cls.from_config(config, **overrides)
+    try:
+        key = json.dumps([class_name, config, overrides], sort_keys=True)
+    except TypeError:  # a config holding something JSON cannot say: no memo
+        return cls.from_config(config, **overrides)
+    # A fresh object every time (set_timesteps on a fresh scheduler, as diffusers does),
+    # copied from a memoised prototype: from_config costs ~4 ms of signature inspection.
+    return copy.deepcopy(_prototype(key))
+
+
+@functools.lru_cache(maxsize=32)
+def _prototype(key: str) -> Any:
+    """A never-used scheduler for ``key`` (JSON of class name, config, overrides); only ever deep-copied."""
+    import diffusers
+
+    class_name, config, overrides = json.loads(key)
+    return getattr(diffusers, class_name).from_config(config, **overrides)
 
 
 @node("sd.scheduler", display_name="Scheduler", category="sd/sampling")
@@ -63,7 +83,7 @@ class Scheduler:
 
     def run(self, ctx: Context, scheduler: dict[str, Any], name: str, steps: int, eta: float, unet: Any = None) -> SchedulerState:
         sched = make_scheduler(scheduler, name)
-        sched.set_timesteps(steps, device=unet.device if unet is not None else "cpu")
+        sched.set_timesteps(steps, device=_common.placement(unet)[0] if unet is not None else "cpu")
         return SchedulerState(sched, index=0, steps=steps, name=type(sched).__name__, eta=eta)
 
 

@@ -9,6 +9,8 @@ import torch
 from nodeflow.node import Context, Input, Output, node
 from nodeflow.types import Conditioning, Tokens
 
+from . import _common
+
 
 @node("sd.tokenize", display_name="Tokenize", category="sd/conditioning")
 class Tokenize:
@@ -62,7 +64,7 @@ class TextEncode:
     conditioning = Output("CONDITIONING")
 
     def run(self, ctx: Context, text_encoder: Any, tokens: Tokens, clip_skip: int) -> Conditioning:
-        device = text_encoder.device
+        device, dtype = _common.placement(text_encoder)
         mask = tokens.attention_mask.to(device) if getattr(text_encoder.config, "use_attention_mask", False) else None
         ids = tokens.ids.to(device)
         with torch.no_grad():
@@ -75,7 +77,7 @@ class TextEncode:
                 hidden = text_encoder(ids, attention_mask=mask, output_hidden_states=True)[-1][-clip_skip]
                 # transformers 5 flattened CLIPTextModel (no .text_model); 4.x nests it.
                 embeddings = getattr(text_encoder, "text_model", text_encoder).final_layer_norm(hidden)
-        return Conditioning(embeddings.to(dtype=text_encoder.dtype, device=device))
+        return Conditioning(embeddings.to(dtype=dtype, device=device))
 
 
 NODES = [Tokenize, TextEncode]

@@ -22,7 +22,8 @@ class VAEDecode:
     image = Output("IMAGE")
 
     def run(self, ctx: Context, vae: Any, latents: Latents) -> Image:
-        samples = latents.samples.to(device=vae.device, dtype=vae.dtype)
+        device, dtype = _common.placement(vae)
+        samples = latents.samples.to(device=device, dtype=dtype)
         with torch.no_grad():
             decoded = vae.decode(samples / latents.scaling_factor, return_dict=False)[0]
         # VaeImageProcessor.postprocess: denormalise and clamp in the VAE's dtype, then float32.
@@ -48,7 +49,8 @@ class VAEEncode:
 
     def run(self, ctx: Context, vae: Any, image: Image, seed: int, mode: str) -> Latents:
         pixels = _fit(image.pixels, _common.vae_scale_factor(vae))
-        normalised = (2.0 * pixels - 1.0).to(device=vae.device, dtype=vae.dtype)
+        device, dtype = _common.placement(vae)
+        normalised = (2.0 * pixels - 1.0).to(device=device, dtype=dtype)
         generator = _common.stream(seed=seed)
         with torch.no_grad():
             posterior = vae.encode(normalised).latent_dist
