@@ -722,14 +722,29 @@ class Editor {
     return doc;
   }
 
+  async uploadInto(node, input, file) {
+    const info = await api.upload(file);
+    await this.refreshUploads();
+    const widget = node.widgets.find((w) => w.name === input);
+    const old = widget.value;
+    widget.value = info.name;
+    node.onWidgetChanged(input, info.name, old, widget);
+    this.toast(`Uploaded ${file.name} as ${info.name}`);
+  }
+
   async pickAndUploadImage() {
+    // In the document while the chooser is open: a detached input can be garbage
+    // collected before the user picks, and the pick is then lost.
     const input = document.createElement("input");
     input.type = "file";
     input.accept = "image/*";
+    input.hidden = true;
+    document.body.append(input);
     const file = await new Promise((resolve) => {
       input.addEventListener("change", () => resolve(input.files[0] || null));
+      input.addEventListener("cancel", () => resolve(null));
       input.click();
-    });
+    }).finally(() => input.remove());
     if (!file) return null;
     try {
       const info = await api.upload(file);
@@ -835,7 +850,16 @@ class Editor {
           return;
         }
         const file = e.dataTransfer.files?.[0];
-        if (file) await this.openFile(file);
+        if (!file) return;
+        // an image dropped on a node with an image input is that input's new image
+        const [x, y] = this.canvas.convertEventToCanvasOffset(e);
+        const target = wrap.contains(e.target) ? this.graph.getNodeOnPos(x, y) : null;
+        const imageSpec = target?.constructor.nfSchema?.inputs.find((i) => i.widget === "image");
+        if (imageSpec && file.type.startsWith("image/")) {
+          await this.uploadInto(target, imageSpec.name, file);
+          return;
+        }
+        await this.openFile(file);
       }),
     );
   }
@@ -866,6 +890,7 @@ class Editor {
   widgetPosition(nodeId, name) {
     const node = this.nodeById(nodeId);
     const widget = node?.widgets?.find((w) => w.name === name);
+    if (widget && widget.last_y === undefined) this.canvas.draw(true, true); // lays widgets out
     if (!widget || widget.last_y === undefined) throw new Error(`no visible widget '${name}' on node ${nodeId}`);
     const height = widget.computedHeight ?? LiteGraph.NODE_WIDGET_HEIGHT;
     return this.toPage([node.pos[0] + node.size[0] / 2, node.pos[1] + widget.last_y + height / 2]);
