@@ -40,21 +40,24 @@ function layout(doc) {
   const depth = {};
   const ids = Object.keys(doc.nodes);
   const deps = Object.fromEntries(
-    ids.map((id) => [id, Object.values(doc.nodes[id].inputs || {}).filter(isLink).map((l) => l.node).filter((n) => n in doc.nodes)]),
+    ids.map((id) => [id, Object.values(doc.nodes[id]?.inputs || {}).filter(isLink).map((l) => l.node).filter((n) => n in doc.nodes)]),
   );
-  // iterative longest-path depth; a cycle (invalid anyway) is cut after ids.length rounds
-  for (const id of ids) depth[id] = 0;
-  for (let round = 0; round < ids.length; round++) {
-    let changed = false;
-    for (const id of ids) {
-      for (const dep of deps[id]) {
-        if (depth[dep] + 1 > depth[id]) {
-          depth[id] = depth[dep] + 1;
-          changed = true;
-        }
-      }
+  // longest-path depth in topological order (Kahn): linear, no recursion; nodes on a
+  // cycle (invalid anyway) keep depth 0
+  const consumers = Object.fromEntries(ids.map((id) => [id, []]));
+  const waiting = {};
+  for (const id of ids) {
+    depth[id] = 0;
+    waiting[id] = deps[id].length;
+    for (const dep of deps[id]) consumers[dep].push(id);
+  }
+  const ready = ids.filter((id) => waiting[id] === 0);
+  while (ready.length) {
+    const id = ready.pop();
+    for (const next of consumers[id]) {
+      depth[next] = Math.max(depth[next], depth[id] + 1);
+      if (--waiting[next] === 0) ready.push(next);
     }
-    if (!changed) break;
   }
   const rows = {};
   const positions = {};
@@ -82,7 +85,7 @@ export function loadDocument(graph, doc) {
   // stand-in for a missing node type can offer matching slots.
   const wanted = new Map();
   for (const [id, nodeDoc] of Object.entries(nodesDoc)) {
-    for (const [name, value] of Object.entries(nodeDoc.inputs || {})) {
+    for (const [name, value] of Object.entries(nodeDoc?.inputs || {})) {
       if (!isLink(value)) continue;
       const list = wanted.get(value.node) || [];
       list.push({ output: value.output, consumer: id, input: name });

@@ -548,11 +548,6 @@ class Editor {
     this.canvas.setDirty(true, false);
   }
 
-  clearPreviews() {
-    for (const node of this.graph._nodes) if (node.nf) node.nf.preview = null;
-    this.canvas.setDirty(true, false);
-  }
-
   setPreview(nodeId, dataUrl) {
     const node = this.nodeById(nodeId);
     if (!node) return;

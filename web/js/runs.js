@@ -142,10 +142,8 @@ export class Runs {
     for (const error of message.errors || []) {
       if (error.node) this.setNode(id, error.node, { status: "error", message: error.message });
     }
-    if (id === this.focus) {
-      this.editor.clearPreviews();
-      if (status === "failed" && message.errors?.length) this.editor.showProblems(message.errors, "run");
-    }
+    // the last latent preview stays on its node until the next run: it shows where the loop ended
+    if (id === this.focus && status === "failed" && message.errors?.length) this.editor.showProblems(message.errors, "run");
     // outputs of cached nodes arrive only here (a cache hit sends no output message)
     const byNode = new Map();
     for (const output of outputs) {
