@@ -1,0 +1,111 @@
+"""The backend interface: where a graph run happens, one job or many at once.
+
+A backend takes jobs (a graph, its graph inputs, an output folder) and returns
+:class:`JobResult` values, which are :class:`~nodeflow.executor.RunResult` values plus
+which worker ran the job and how many attempts it took. Two ways in:
+
+* :meth:`Backend.submit` queues a job and returns a :class:`concurrent.futures.Future`;
+  the sweep submits every job and collects them as they finish;
+* :meth:`Backend.run` runs one job and blocks; this is the server's
+  ``ExecutionBackend.run`` (``nodeflow/server/backend.py``), so a backend here is
+  also a server backend.
+
+Whatever the backend, when a job's future resolves its files are on *this* machine,
+under the ``output_dir`` given, and ``result.outputs`` holds their local paths. A
+remote backend copies them back; callers never see a worker's file system.
+
+A job that fails because of the graph (invalid input, a node raising) resolves with
+``status == "failed"`` and structured errors; the future never raises for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from ..executor import RunResult
+from ..graph import GraphDoc
+from ..node import CancelToken, Event
+
+GraphLike = GraphDoc | dict[str, Any] | str | bytes
+"""What a job's graph may be: a parsed document, its JSON data, or JSON text."""
+
+EventCallback = Callable[[Event], None]
+
+
+@dataclass
+class JobResult(RunResult):
+    """A :class:`RunResult` plus where it ran.
+
+    ``worker`` names the worker (``local``, or ``<index>@<host>:<pid>`` on Ray) that
+    ran the last attempt; ``attempts`` counts the starts, retries after a worker
+    failure included.
+    """
+
+    worker: str = "local"
+    attempts: int = 1
+
+    @classmethod
+    def of(cls, result: RunResult, *, worker: str = "local", attempts: int = 1) -> JobResult:
+        """Wrap a plain :class:`RunResult` (fields are shared, not copied)."""
+        return cls(**{f.name: getattr(result, f.name) for f in fields(RunResult)}, worker=worker, attempts=attempts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """:meth:`RunResult.to_dict` plus ``worker`` and ``attempts``."""
+        return {**super().to_dict(), "worker": self.worker, "attempts": self.attempts}
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Runs jobs; see the module docstring. Thread-safe: any thread may submit."""
+
+    name: str
+
+    @property
+    def capacity(self) -> int:
+        """How many jobs run at the same time (the sweep keeps this many in flight)."""
+        ...
+
+    def submit(
+        self,
+        graph: GraphLike,
+        inputs: dict[str, Any],
+        output_dir: Path,
+        on_event: EventCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Future[JobResult]:
+        """Queue one job. ``on_event`` receives its events while it runs (from a backend thread)."""
+        ...
+
+    def run(
+        self,
+        graph: GraphLike,
+        inputs: dict[str, Any],
+        output_dir: Path,
+        on_event: EventCallback,
+        cancel: CancelToken,
+    ) -> RunResult:
+        """Run one job and wait for it (the server worker's call)."""
+        ...
+
+    def cache_stats(self) -> dict[str, Any]:
+        """Result-cache counters (summed over workers on a cluster)."""
+        ...
+
+    def clear_cache(self) -> dict[str, Any]:
+        """Empty the result caches; the counters afterwards."""
+        ...
+
+    def device_info(self) -> dict[str, Any]:
+        """Where jobs run: ``type`` (cpu/cuda/mps/ray) and details."""
+        ...
+
+    def close(self) -> None:
+        """Stop taking jobs and release workers; futures not finished yet are cancelled."""
+        ...
+
+
+__all__ = ["Backend", "EventCallback", "GraphLike", "JobResult"]
