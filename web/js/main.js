@@ -118,7 +118,8 @@ class Editor {
   // -- node ids -------------------------------------------------------------------------
   nodeAdded(node) {
     if (!node.nf) return;
-    const taken = node.nf.id && this.graph._nodes.some((n) => n !== node && n.nf?.id === node.nf.id);
+    // a loading document's ids are its keys, unique already; pasted or added nodes need checking
+    const taken = !this.loading && node.nf.id && this.graph._nodes.some((n) => n !== node && n.nf?.id === node.nf.id);
     if (!node.nf.id || taken) node.nf.id = String(++this.maxId);
     const numeric = Number(node.nf.id);
     if (Number.isInteger(numeric) && numeric > this.maxId) this.maxId = numeric;
