@@ -8,7 +8,8 @@ prompt encoded for one seed is reused for the next seed that lands on it.
 Jobs write into a per-job folder under a scratch folder that lives as long as the
 worker. Folders are not deleted after a job because the cache may hand a later job
 a cached save node whose file is in an earlier job's folder; the scratch folder goes
-when the backend closes (or with the machine's temp files if the actor is killed).
+when the backend closes. A worker that was killed cannot clean up: the next worker
+to start on that machine deletes scratch folders whose process is gone.
 
 Events are buffered per job and taken by the driver with :meth:`RayWorker.events`
 while :meth:`RayWorker.run` is still running (the actor is threaded, so the two calls
@@ -27,6 +28,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+_SCRATCH_PREFIX = "nodeflow-ray-"
 
 FileBlob = tuple[str, bytes | None]
 """A file sent back to the driver: its name relative to the job folder, and its bytes (``None``: missing)."""
@@ -71,7 +74,8 @@ class RayWorker:
         registry = build_registry(plugin_dirs)
         self.registry_errors = [e.message for e in registry.errors]
         self.executor = Executor(registry, Cache(cache_budget_bytes), ModelStore(device=device, dtype=dtype, allow_pickle=allow_pickle))
-        self.scratch = Path(tempfile.mkdtemp(prefix="nodeflow-ray-"))
+        _remove_orphaned_scratch()
+        self.scratch = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-"))
         self.label = f"{index}@{socket.gethostname()}:{os.getpid()}"
         self._run_lock = threading.Lock()  # one job at a time, whatever the actor's concurrency
         self._lock = threading.Lock()  # guards _jobs and _early_cancels
@@ -173,6 +177,24 @@ class RayWorker:
             return name, source.read_bytes()
         except OSError:
             return name, None
+
+
+def _remove_orphaned_scratch() -> None:
+    """Delete the scratch folders of workers on this machine that died without cleaning up (killed, crashed)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_SCRATCH_PREFIX}*-*"):
+        pid = folder.name[len(_SCRATCH_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process now holds that id
+    return True
 
 
 def _is_plain(value: Any) -> bool:
