@@ -20,7 +20,7 @@ class LoadModel:
     """Load an SD 1.x model (a diffusers folder, a .safetensors file or "default") from a local path."""
 
     model = Input("STRING", default="default", widget="model", description='a diffusers folder, a single-file .safetensors checkpoint, or "default" (the embedded digits model)')
-    dtype = Input("STRING", default="fp32", choices=["fp32", "fp16", "bf16"], description="weight precision")
+    dtype = Input("STRING", default="auto", choices=["auto", "fp32", "fp16", "bf16"], description="weight precision; auto: the store's default (nodeflow run --dtype, fp32 unless set)")
     device = Input("STRING", default="auto", choices=["auto", "cpu", "cuda"], description="auto: CUDA when present, else CPU")
     tokenizer = Output("TOKENIZER")
     text_encoder = Output("TEXT_ENCODER")
@@ -28,19 +28,22 @@ class LoadModel:
     vae = Output("VAE")
     scheduler = Output("SCHEDULER", description="the model's scheduler config (a dict)")
 
-    def fingerprint(self, ctx: Context, model: str | None = None, **other: Any) -> str:
-        # The weights on disk may change under the same path: key on what the store keys on.
+    def fingerprint(self, ctx: Context, model: str | None = None, dtype: str | None = None, **other: Any) -> str:
+        # The weights on disk may change under the same path: key on what the store keys on,
+        # and on the precision "auto" resolves to, so a disk cache never mixes fp32 and fp16 runs.
+        if dtype in (None, "auto"):
+            dtype = getattr(ctx.models, "dtype", "fp32")
         if model is None:
-            return "linked"
+            return f"linked:{dtype}"
         path = DEFAULT_MODEL if model == "default" else Path(model).expanduser()
         if not path.exists():
             return f"missing:{model}"
         stats = [path.stat()] if path.is_file() else [p.stat() for p in sorted(path.rglob("*")) if p.is_file()]
-        return f"{os.path.realpath(path)}:{sum(s.st_size for s in stats)}:{max((s.st_mtime_ns for s in stats), default=0)}"
+        return f"{os.path.realpath(path)}:{sum(s.st_size for s in stats)}:{max((s.st_mtime_ns for s in stats), default=0)}:{dtype}"
 
     def run(self, ctx: Context, model: str, dtype: str, device: str) -> dict[str, Any]:
         store = ctx.models if ctx.models is not None else ModelStore()
-        parts = store.load_sd(model, dtype=dtype, device=None if device == "auto" else device)
+        parts = store.load_sd(model, dtype=None if dtype == "auto" else dtype, device=None if device == "auto" else device)
         return {
             "tokenizer": parts.tokenizer,
             "text_encoder": parts.text_encoder,
