@@ -19,8 +19,9 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -339,7 +340,7 @@ def expected_widget(spec: dict[str, Any]) -> str | None:
 def test_widgets_follow_the_input_declarations(page: Page, server: Server) -> None:
     catalogue = server.get("/api/nodes")["nodes"]
     ids = page.evaluate("types => types.map((t, i) => nodeflow.addNode(t, [0, i * 400]))", list(catalogue))
-    for (type_id, schema), node in zip(catalogue.items(), ids):
+    for (type_id, schema), node in zip(catalogue.items(), ids, strict=True):
         widgets = {w["name"]: w for w in page.evaluate("id => nodeflow.widgets(id)", node)}
         for spec in schema["inputs"]:
             kind = expected_widget(spec)
