@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,12 +82,11 @@ class Server:
         raise AssertionError(f"run {run_id} did not finish in {timeout}s")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data_dir = tmp_path_factory.mktemp("editor-data")
+def start_server(data_dir: Path, *extra: str, log_name: str = "server.log") -> Server:
+    """``nodeflow serve --port 0`` on loopback; its log goes to an artefact."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "nodeflow.cli", "serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "nodeflow.cli", "serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", str(data_dir), *extra],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -95,7 +95,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
     def follow_log() -> None:
         # the whole log goes to an artefact; reading it to the end also keeps the pipe from filling
-        with open(ARTIFACTS / "server.log", "w") as log:
+        with open(ARTIFACTS / log_name, "w") as log:
             for line in process.stdout:  # type: ignore[union-attr]
                 log.write(line)
                 log.flush()
@@ -108,13 +108,23 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     threading.Thread(target=follow_log, daemon=True).start()
     if not started.wait(90) or not found:
         process.kill()
-        raise AssertionError("nodeflow serve did not start; see test-artifacts/editor/server.log")
-    yield Server(found[0], process, data_dir)
-    process.terminate()
+        raise AssertionError(f"nodeflow serve did not start; see test-artifacts/editor/{log_name}")
+    return Server(found[0], process, data_dir)
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
     try:
-        process.wait(timeout=15)
+        server.process.wait(timeout=15)
     except subprocess.TimeoutExpired:
-        process.kill()
+        server.process.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = start_server(tmp_path_factory.mktemp("editor-data"))
+    yield running
+    stop_server(running)
 
 
 @pytest.fixture(scope="module")
@@ -507,6 +517,41 @@ def test_a_graph_without_positions_is_laid_out_by_dependency(page: Page) -> None
     x = {k: n["ui"]["pos"][0] for k, n in page.evaluate("nodeflow.getGraph()")["nodes"].items()}
     assert x["1"] < x["3"] < x["5"]  # sources left of what they feed
     assert x["2"] == x["4"] == x["1"]
+
+
+def test_a_run_that_ends_before_the_post_returns_still_shows_as_finished(page: Page) -> None:
+    """Core nodes finish in microseconds: the websocket often reports the end before POST /api/runs answers."""
+    graph = core_graph()
+    graph["nodes"]["1"]["inputs"]["value"] = time.time_ns() % 1_000_000_007  # a graph no other test ran
+    page.evaluate("g => nodeflow.loadGraph(g)", graph)
+    for expected in ("done", "cached", "cached"):  # the first run computes, the next ones hit the cache
+        run_id = page.evaluate("nodeflow.queueRun()")
+        record = page.evaluate("id => nodeflow.waitForRun(id)", run_id)
+        assert record["status"] == "succeeded"
+        page.wait_for_function("s => nodeflow.nodeState('5').run?.status === s", arg=expected)
+        assert page.evaluate("nodeflow.nodeState('4').run") is None  # Text feeds nothing: not part of the run
+
+
+def test_the_editor_works_with_a_server_that_requires_a_token(browser: Browser, tmp_path: Path) -> None:
+    secured = start_server(tmp_path / "data", "--token", "s3cret-token", log_name="server-token.log")
+    context = browser.new_context(viewport={"width": 1200, "height": 800})
+    try:
+        page = context.new_page()
+        page.goto(secured.url + "/?token=s3cret-token")
+        page.wait_for_function("document.body.dataset.ready", timeout=30_000)
+        assert page.evaluate("document.body.dataset.ready") == "true"
+        assert "token" not in page.url  # not left in the address bar, history or screenshots
+        page.wait_for_function("document.getElementById('connection').textContent === 'connected'")  # the websocket too
+        page.evaluate("g => nodeflow.loadGraph(g)", core_graph())
+        run_id = page.evaluate("nodeflow.queueRun()")
+        assert page.evaluate("id => nodeflow.waitForRun(id)", run_id)["status"] == "succeeded"
+        assert any(w["name"] == "txt2img" for w in page.evaluate("nodeflow.listWorkflows()"))
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            secured.get("/api/runs")  # the same request without the token
+        assert refused.value.code == 401
+    finally:
+        context.close()
+        stop_server(secured)
 
 
 def test_png_text_chunks_are_read_whatever_pillow_wrote(page: Page) -> None:

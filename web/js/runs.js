@@ -25,6 +25,7 @@ export class Runs {
     this.mine = new Set(); // runs queued from this tab
     this.nodeStates = new Map(); // run id -> Map(node id -> state)
     this.waiters = new Map(); // run id -> [resolve]
+    this.settled = new Map(); // run id -> promise of its final record (states reconciled)
     this.gallery = []; // [{run, node, url}]
     this.galleryKeys = new Set();
     this.logs = new Map(); // run id -> [{type, node, value, max}] as received (image data left out)
@@ -36,20 +37,28 @@ export class Runs {
   queued(id, doc) {
     this.mine.add(id);
     this.focus = id;
-    const states = new Map();
-    for (const nodeId of Object.keys(doc.nodes || {})) states.set(nodeId, { status: "queued" });
+    // The websocket may have told us about this run before POST /api/runs answered
+    // (a small graph can finish first): keep what arrived, fill in the rest.
+    const states = this.nodeStates.get(id) || new Map();
+    for (const nodeId of Object.keys(doc.nodes || {})) if (!states.has(nodeId)) states.set(nodeId, { status: "queued" });
     this.nodeStates.set(id, states);
-    this.records.set(id, { ...(this.records.get(id) || {}), id, status: "queued", created: Date.now() / 1000, nodes: {}, outputs: [] });
+    const known = this.records.get(id);
+    this.records.set(id, { outputs: [], ...known, id, status: known?.status ?? "queued", created: known?.created ?? Date.now() / 1000 });
     this.editor.clearRunDecorations();
     this.applyStates();
+    if (FINISHED.has(known?.status)) {
+      this.showOutputs(id);
+      if (known.status === "failed" && known.errors?.length) this.editor.showProblems(known.errors, "run");
+    }
     this.renderQueue();
     this.scheduleRefresh();
   }
 
   /** Resolves with the run's record once it succeeded, failed or was cancelled. */
   wait(id) {
+    if (this.settled.has(id)) return this.settled.get(id);
     const record = this.records.get(id);
-    if (record && FINISHED.has(record.status)) return Promise.resolve(record);
+    if (record && FINISHED.has(record.status)) return Promise.resolve({ ...record });
     return new Promise((resolve) => {
       const list = this.waiters.get(id) || [];
       list.push(resolve);
@@ -138,25 +147,38 @@ export class Runs {
     const status = message.type.replace("run_", "");
     const outputs = message.outputs || [];
     this.update(id, { status, seconds: message.seconds, error: message.error, errors: message.errors || [], outputs, finished: Date.now() / 1000 });
-    this.reconcile(id);
+    const reconciled = this.reconcile(id);
     for (const error of message.errors || []) {
       if (error.node) this.setNode(id, error.node, { status: "error", message: error.message });
     }
     // the last latent preview stays on its node until the next run: it shows where the loop ended
     if (id === this.focus && status === "failed" && message.errors?.length) this.editor.showProblems(message.errors, "run");
     // outputs of cached nodes arrive only here (a cache hit sends no output message)
-    const byNode = new Map();
     for (const output of outputs) {
-      if (output.kind !== "image" || !output.url) continue;
-      this.addImage(id, output.node, output.url, false);
-      if (!byNode.has(output.node)) byNode.set(output.node, []);
-      byNode.get(output.node).push(output.url);
+      if (output.kind === "image" && output.url) this.addImage(id, output.node, output.url, false);
     }
-    if (id === this.focus) for (const [nodeId, urls] of byNode) this.editor.setImages(nodeId, urls.map(withToken));
+    if (id === this.focus) this.showOutputs(id);
     this.renderGallery();
-    for (const resolve of this.waiters.get(id) || []) resolve({ ...this.records.get(id) });
-    this.waiters.delete(id);
+    // waiters hear of the end once the canvas shows the final node states
+    const settled = reconciled.catch(() => {}).then(() => ({ ...this.records.get(id) }));
+    this.settled.set(id, settled);
+    if (this.settled.size > 50) this.settled.delete(this.settled.keys().next().value);
+    settled.then((record) => {
+      for (const resolve of this.waiters.get(id) || []) resolve(record);
+      this.waiters.delete(id);
+    });
     this.scheduleRefresh();
+  }
+
+  /** Put a finished run's images on the nodes that made them. */
+  showOutputs(id) {
+    const byNode = new Map();
+    for (const output of this.records.get(id)?.outputs || []) {
+      if (output.kind !== "image" || !output.url) continue;
+      if (!byNode.has(output.node)) byNode.set(output.node, []);
+      byNode.get(output.node).push(withToken(output.url));
+    }
+    for (const [nodeId, urls] of byNode) this.editor.setImages(nodeId, urls);
   }
 
   /**
