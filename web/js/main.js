@@ -261,11 +261,13 @@ class Editor {
   }
 
   bindChangeTracking(element) {
-    // litegraph has no change event; every edit ends with a pointer or key release
-    element.addEventListener("pointerup", () => setTimeout(() => this.changed(), 0));
+    // litegraph has no change event; every edit ends with a pointer or key release.
+    // litegraph's own listeners were added first, so its work is done when these run;
+    // checking right away (not on a timer) keeps each gesture one undo step even when
+    // the browser hands over the next key press before pending timers.
+    element.addEventListener("pointerup", () => this.changed());
     document.addEventListener("keyup", (e) => {
-      if (isTextField(e.target)) return;
-      setTimeout(() => this.changed(), 0);
+      if (!isTextField(e.target)) this.changed();
     });
   }
 
