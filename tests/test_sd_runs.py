@@ -52,15 +52,25 @@ def test_cancelling_at_the_first_progress_event_stops_the_denoise_loop_after_one
     assert not list(tmp_path.glob("*.png"))
 
 
-def test_the_denoise_node_reports_progress_and_a_preview_picture_every_step(tiny_sd_dir, sd_registry, sd_models, tmp_path):
+def test_the_denoise_node_reports_progress_every_step_and_previews_the_last(tiny_sd_dir, sd_registry, sd_models, tmp_path):
     events: list[Event] = []
     executor = Executor(sd_registry, Cache(), sd_models)
 
     executor.run(load_graph(WORKFLOWS / "txt2img.json"), inputs=_inputs(tiny_sd_dir, steps=3),
                  output_dir=tmp_path, on_event=events.append)
 
-    progress = [(e.data["value"], e.data["max"]) for e in events if e.type == "progress" and e.node == "denoise"]
-    previews = [e.data["image"] for e in events if e.type == "preview" and e.node == "denoise"]
-    assert progress == [(1, 3), (2, 3), (3, 3)]
-    assert len(previews) == 3
-    assert previews[0].mode == "RGB" and previews[0].size[0] >= 64
+    denoise = [e for e in events if e.node == "denoise" and e.type in ("progress", "preview")]
+    assert [(e.data["value"], e.data["max"]) for e in denoise if e.type == "progress"] == [(1, 3), (2, 3), (3, 3)]
+    assert [e.type for e in denoise][:2] == ["preview", "progress"] and [e.type for e in denoise][-2:] == ["preview", "progress"]
+    picture = next(e.data["image"] for e in denoise if e.type == "preview")
+    assert picture.mode == "RGB" and picture.size[0] >= 64
+
+
+def test_previews_come_every_step_when_steps_are_slower_than_the_preview_interval(tiny_sd_dir, sd_registry, sd_models, tmp_path, monkeypatch):
+    monkeypatch.setattr("nodes.sd.sampling.PREVIEW_INTERVAL", 0.0)
+    events: list[Event] = []
+
+    Executor(sd_registry, Cache(), sd_models).run(load_graph(WORKFLOWS / "txt2img.json"), inputs=_inputs(tiny_sd_dir, steps=4),
+                                                  output_dir=tmp_path, on_event=events.append)
+
+    assert sum(e.type == "preview" and e.node == "denoise" for e in events) == 4
