@@ -15,6 +15,8 @@ from nodeflow.graph import load_graph
 from nodeflow.models import DEFAULT_MODEL
 from nodeflow.validate import validate
 
+pytestmark = pytest.mark.usefixtures("sd_one_thread")
+
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 SD_WORKFLOWS = ["txt2img", "img2img", "txt2img_unrolled", "negative_prompt"]
 TXT2IMG_INPUTS = {"model", "prompt", "negative_prompt", "seed", "steps", "guidance_scale", "width", "height", "scheduler"}
