@@ -162,6 +162,10 @@ def load_diffusers_folder(folder: Path, dtype: str = "fp32", device: str = "cpu"
     for part in ("tokenizer", "text_encoder", "unet", "vae", "scheduler"):
         if not (folder / part).is_dir():
             raise ModelLoadError(f"{folder} is not a Stable Diffusion folder: '{part}/' is missing")
+    from transformers.utils import logging as transformers_logging
+
+    # transformers 5 draws a "Loading weights" bar per model; nodeflow draws its own progress.
+    transformers_logging.disable_progress_bar()
     torch_dtype = DTYPES[dtype]
     tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"), local_files_only=True)
     text_encoder = CLIPTextModel.from_pretrained(
