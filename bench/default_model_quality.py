@@ -50,7 +50,7 @@ def main() -> None:
 
     i2i = range(args.img2img_seeds)
     curve = []
-    for strength in (0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
+    for strength in (0.05, 0.1, 0.15, 0.2, 0.3, 0.6, 0.9):
         eights = sampler.count_label(8, "img2img", i2i, prompt="the digit 8", strength=strength)
         curve.append((strength, eights / len(i2i)))
     print("img2img 3 -> 'the digit 8', fraction classified 8 by strength: " + ", ".join(f"{s:.1f}: {f:.2f}" for s, f in curve))

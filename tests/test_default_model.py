@@ -45,4 +45,5 @@ def test_img2img_turns_a_real_three_into_an_eight_more_as_strength_rises(sampler
 
     at_06 = eights(0.6)
     assert at_06 > len(seeds) / 2, f"only {at_06}/{len(seeds)} became an 8 at strength 0.6"
-    assert eights(0.2) <= at_06 <= eights(0.9)
+    # A light touch keeps the 3: the fraction of 8s rises with strength.
+    assert eights(0.05) < at_06 <= eights(0.9)
