@@ -88,7 +88,7 @@ def measure(n: int, repeats: int) -> dict[str, float]:
     return {
         "validate_plan_ms": med(plan_times) * 1e3,
         "cold_run_ms": med(cold) * 1e3,
-        "per_node_overhead_us": med([(c - i) / n for c, i in zip(cold, cold_inside)]) * 1e6,
+        "per_node_overhead_us": med([(c - i) / n for c, i in zip(cold, cold_inside, strict=True)]) * 1e6,
         "one_changed_rerun_ms": med(one_changed) * 1e3,
         "cached_rerun_ms": med(warm) * 1e3,
     }

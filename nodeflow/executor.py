@@ -79,7 +79,7 @@ class Executor:
 
     def run(
         self,
-        graph: GraphDoc | dict[str, Any] | str,
+        graph: GraphDoc | dict[str, Any] | str | bytes,
         *,
         inputs: dict[str, Any] | None = None,
         output_dir: str | Path = "outputs",

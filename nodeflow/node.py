@@ -35,7 +35,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -107,7 +107,7 @@ class InputSpec(BaseModel):
         if self.choices is not None:
             return Literal[tuple(self.choices)]
         bounds = Field(ge=self.min, le=self.max)
-        base: Any = {INT: StrictInt, FLOAT: Union[StrictFloat, StrictInt], STRING: StrictStr, BOOL: StrictBool}[self.type]
+        base: Any = {INT: StrictInt, FLOAT: StrictFloat | StrictInt, STRING: StrictStr, BOOL: StrictBool}[self.type]
         return Annotated[base, bounds] if self.type in (INT, FLOAT) else base
 
 

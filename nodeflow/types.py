@@ -287,7 +287,7 @@ def encode_value(value: Any, tensors: dict[str, torch.Tensor], prefix: str = "t"
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
         return {"__dict__": {k: encode_value(v, tensors, prefix) for k, v in value.items()}}
     cls_name = type(value).__name__
-    if VALUE_CLASSES.get(cls_name) is type(value):
+    if VALUE_CLASSES.get(cls_name) is type(value) and dataclasses.is_dataclass(value):
         fields = {f.name: encode_value(getattr(value, f.name), tensors, prefix) for f in dataclasses.fields(value)}
         return {"__value__": cls_name, "fields": fields}
     raise NotSerializable(cls_name)

@@ -121,13 +121,13 @@ def check(doc: GraphDoc, registry: Registry) -> Checked:
         out.literals[node_id] = literals
         out.links[node_id] = links
     for name, target in doc.inputs.items():
-        nd = doc.nodes.get(target.node)
-        if nd is None:
+        exposed = doc.nodes.get(target.node)
+        if exposed is None:
             errors.append(ErrorInfo("unknown_graph_input", f"graph input '{name}' refers to node '{target.node}', which does not exist"))
             continue
-        schema = registry.schema(nd.type)
+        schema = registry.schema(exposed.type)
         if schema is not None and schema.input(target.input) is None:
-            errors.append(ErrorInfo("unknown_graph_input", f"graph input '{name}' refers to input '{target.input}', which '{nd.type}' does not have", target.node, target.input))
+            errors.append(ErrorInfo("unknown_graph_input", f"graph input '{name}' refers to input '{target.input}', which '{exposed.type}' does not have", target.node, target.input))
     if not nx.is_directed_acyclic_graph(deps):
         for component in nx.strongly_connected_components(deps):
             if len(component) == 1:
