@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -22,30 +21,15 @@ import torch
 from nodeflow.node import Context, Input, Output, node
 from nodeflow.types import Image
 
+from ._files import resolve_file
+
 #: The PNG text chunk holding the graph document that made the image.
 GRAPH_CHUNK = "nodeflow_graph"
-
-#: Env var: extra folders (os.pathsep-separated) where relative image paths are looked up.
-INPUT_DIR_ENV = "NODEFLOW_INPUT_DIR"
-
-#: The shipped workflows folder: its example images resolve from anywhere.
-WORKFLOWS_DIR = Path(__file__).resolve().parents[2] / "workflows"
-
 
 def resolve_image_path(path: str) -> Path:
     """An absolute path as it is; a relative one looked up in the working directory,
     then each ``NODEFLOW_INPUT_DIR`` folder, then the shipped ``workflows/`` folder."""
-    given = Path(path).expanduser()
-    if given.is_absolute():
-        candidates = [given]
-    else:
-        roots = [Path.cwd(), *[Path(d) for d in os.environ.get(INPUT_DIR_ENV, "").split(os.pathsep) if d], WORKFLOWS_DIR]
-        candidates = [root / given for root in roots]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    where = ", ".join(str(c.parent) for c in candidates)
-    raise FileNotFoundError(f"image '{path}' not found (looked in {where})")
+    return resolve_file(path, "image")
 
 
 def pil_to_image(picture: Any) -> Image:
