@@ -77,12 +77,6 @@ class Cache:
         self._put_memory(key, entry)
         return entry
 
-    def __contains__(self, key: str) -> bool:
-        with self._lock:
-            if key in self._entries:
-                return True
-        return self.disk_dir is not None and (self.disk_dir / f"{key}.safetensors").is_file()
-
     def put(self, key: str, values: dict[str, Any], files: list[dict[str, Any]] | None = None, label: str = "") -> None:
         """Store a node's outputs; also on disk when a disk tier is set and they are serialisable."""
         entry = CacheEntry(values, list(files or []), value_nbytes(values))

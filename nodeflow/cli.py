@@ -179,18 +179,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """``nodeflow validate``: exit 0 when valid, 1 with every error when not."""
-    from .graph import parse_graph
     from .validate import validate
 
     try:
         text = resolve_graph_path(args.graph).read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise GraphInvalid(ErrorInfo("invalid_json", f"the graph file is not UTF-8 text: {exc}")) from None
-    registry = _registry(args)
-    try:
-        errors = validate(parse_graph(text), registry)
-    except GraphInvalid as exc:
-        errors = exc.errors
+    errors = validate(text, _registry(args))  # parse errors come back as errors too
     if args.json:
         print(json.dumps({"valid": not errors, "errors": [e.to_dict() for e in errors]}, indent=2))
     elif errors:

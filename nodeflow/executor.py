@@ -141,14 +141,11 @@ class Executor:
         status = "succeeded"
         for node_id in plan.order:
             report = result.nodes[node_id]
-            if node_id in entries:
-                entry = entries[node_id]
-                report.status = "cached"
-                result.outputs.extend(entry.files)
-                emit(Event("node_cached", node_id, {"type": report.type}))
-                continue
             if node_id not in to_run:
-                report.status = "cached"  # not needed: everything downstream came from the cache
+                # Served from the cache, or not needed because everything downstream was.
+                report.status = "cached"
+                if node_id in entries:
+                    result.outputs.extend(entries[node_id].files)
                 emit(Event("node_cached", node_id, {"type": report.type}))
                 continue
             if cancel is not None and cancel.cancelled:
