@@ -24,7 +24,7 @@ import time
 
 import torch
 
-from nodeflow.demo.quality import WorkflowSampler
+from tools.demo.quality import WorkflowSampler
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ node's outputs plus the files it reported. Model components are not counted: the
 store owns them and cache entries only point at them.
 
 The optional disk tier writes each entry whose values are tensors, primitives or
-:mod:`nodeflow.types` value classes as one safetensors file (metadata in its header),
+:mod:`nodeflow.values` classes as one safetensors file (metadata in its header),
 with a small ``index.json`` beside them, so a later process reuses intermediates.
 Entries that hold live objects (models, tokenizers) stay in memory only.
 """
@@ -25,7 +25,7 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 
-from .types import NotSerializable, decode_value, encode_value, value_nbytes
+from .codec import NotSerializable, decode_value, encode_value, value_nbytes
 
 
 @dataclass

@@ -57,3 +57,7 @@ class Cancelled(NodeflowError):
 
 class RegistryError(NodeflowError):
     """A node pack could not be loaded or registered an id twice."""
+
+
+class UsageError(Exception):
+    """Bad command-line usage that argparse cannot catch (the CLI exits 2)."""

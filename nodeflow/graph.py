@@ -2,7 +2,7 @@
 
 ::
 
-    {"format": "nodeflow/graph", "version": 1,
+    {"format": "nodeflow/graph", "version": 2,
      "nodes": {"5": {"type": "sd.denoise",
                      "inputs": {"steps": 20, "latents": {"node": "4", "output": "latents"}},
                      "ui": {"pos": [400, 120], "title": "Sampler"}}},
@@ -13,6 +13,18 @@ An input value is a literal, or a link ``{"node": id, "output": name}``. ``ui`` 
 for the editor and ignored by the executor. Graph ``inputs`` expose chosen node inputs
 by name, so a saved workflow runs with ``--set prompt=...`` alone.
 
+Version 2 added, with ComfyUI's meanings:
+
+* ``"mode"`` on a node: ``"active"`` (the default, not written), ``"muted"`` (it does
+  not run, nor does anything that needs it) or ``"bypassed"`` (each of its outputs
+  passes through its first input of the same type);
+* ``"subgraphs"``: named graphs used as nodes of type ``"subgraph:NAME"``. A subgraph
+  has its own ``nodes``, ``inputs`` (each feeding one or more inner inputs) and
+  ``outputs`` (each an inner node's output). :mod:`nodeflow.expand` flattens them
+  before validation; inner nodes are then named ``outer_id/inner_id``.
+
+Version 1 documents are version 2 documents without those fields.
+
 Parsing never raises anything but :class:`~nodeflow.errors.GraphInvalid` with
 structured errors; saving is byte-stable (sorted keys, two-space indent).
 """
@@ -21,29 +33,58 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializerFunctionWrapHandler, ValidationError, model_serializer
 
 from .errors import ErrorInfo, GraphInvalid
 
 FORMAT = "nodeflow/graph"
-VERSION = 1
+VERSION = 2
+#: A node of type ``"subgraph:NAME"`` runs the document's subgraph ``NAME``.
+SUBGRAPH_PREFIX = "subgraph:"
 
 #: version -> function turning a raw document of that version into the next version.
 #: Loading applies them in order until ``VERSION``; add one here when the format changes.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: lambda doc: doc,  # version 2 only added optional fields (node modes, subgraphs)
+}
+
+
+class NodeMode(str, Enum):
+    """Whether a node runs (see the module docstring)."""
+
+    ACTIVE = "active"
+    MUTED = "muted"
+    BYPASSED = "bypassed"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class NodeDoc(BaseModel):
-    """One node in a graph: its type id, its input values or links, and editor hints."""
+    """One node in a graph: its type id, its input values or links, its mode and editor hints."""
 
     model_config = ConfigDict(extra="forbid")
 
     type: str
     inputs: dict[str, Any] = Field(default_factory=dict)
+    mode: NodeMode = NodeMode.ACTIVE
     ui: dict[str, Any] = Field(default_factory=dict)
+
+    @model_serializer(mode="wrap")
+    def _drop_default_mode(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if self.mode is NodeMode.ACTIVE:
+            data.pop("mode", None)  # keeps version-1 style documents byte-stable
+        return data
+
+    @property
+    def subgraph(self) -> str | None:
+        """The subgraph name when this node is a subgraph instance."""
+        return self.type[len(SUBGRAPH_PREFIX):] if self.type.startswith(SUBGRAPH_PREFIX) else None
 
 
 class GraphInput(BaseModel):
@@ -56,6 +97,45 @@ class GraphInput(BaseModel):
     description: str = ""
 
 
+class Target(BaseModel):
+    """An inner node's input that a subgraph input feeds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    node: str
+    input: str
+
+
+class SubgraphInput(BaseModel):
+    """A subgraph's input: the inner inputs it sets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    targets: list[Target]
+    description: str = ""
+
+
+class SubgraphOutput(BaseModel):
+    """A subgraph's output: an inner node's output."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    node: str
+    output: str
+    description: str = ""
+
+
+class SubgraphDoc(BaseModel):
+    """A reusable graph used as a node: its nodes and the sockets it shows outside."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nodes: dict[str, NodeDoc] = Field(default_factory=dict)
+    inputs: dict[str, SubgraphInput] = Field(default_factory=dict)
+    outputs: dict[str, SubgraphOutput] = Field(default_factory=dict)
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
 class GraphDoc(BaseModel):
     """A whole graph document (see the module docstring)."""
 
@@ -65,7 +145,23 @@ class GraphDoc(BaseModel):
     version: int = VERSION
     nodes: dict[str, NodeDoc] = Field(default_factory=dict)
     inputs: dict[str, GraphInput] = Field(default_factory=dict)
+    subgraphs: dict[str, SubgraphDoc] = Field(default_factory=dict)
     meta: dict[str, Any] = Field(default_factory=dict)
+
+    #: The folder of the file this document was loaded from (relative file names in it resolve there first).
+    _folder: Path | None = PrivateAttr(default=None)
+
+    @property
+    def folder(self) -> Path | None:
+        """The folder of the file the document came from (:func:`load_graph`), else ``None``."""
+        return self._folder
+
+    @model_serializer(mode="wrap")
+    def _drop_empty_subgraphs(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if not self.subgraphs:
+            data.pop("subgraphs", None)
+        return data
 
 
 def is_link(value: Any) -> bool:
@@ -154,12 +250,14 @@ def _expected(kind: str) -> str:
 
 
 def load_graph(path: str | Path) -> GraphDoc:
-    """Read and parse a graph file."""
+    """Read and parse a graph file; the document remembers its folder (:attr:`GraphDoc.folder`)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise GraphInvalid(ErrorInfo("invalid_json", f"cannot read graph file {path}: {exc}")) from None
-    return parse_graph(text)
+    doc = parse_graph(text)
+    doc._folder = Path(path).resolve().parent
+    return doc
 
 
 def dump_graph(doc: GraphDoc) -> str:
@@ -172,28 +270,39 @@ def save_graph(doc: GraphDoc, path: str | Path) -> None:
     Path(path).write_text(dump_graph(doc), encoding="utf-8")
 
 
-def apply_inputs(doc: GraphDoc, values: dict[str, Any]) -> GraphDoc:
-    """A copy of ``doc`` with graph inputs set.
+def resolve_input(doc: GraphDoc, name: str) -> tuple[str, str]:
+    """The ``(node id, input name)`` a graph-input name sets: an exposed input (``prompt``) or ``NODE_ID.INPUT``.
 
-    A name is an exposed graph input (``prompt``) or ``NODE_ID.INPUT``. Unknown names
-    raise :class:`GraphInvalid` with code ``unknown_graph_input``, all at once.
+    Raises :class:`GraphInvalid` (code ``unknown_graph_input``) for a name that is neither.
+    """
+    target = doc.inputs.get(name)
+    if target is not None:
+        return target.node, target.input
+    if "." in name:
+        node_id, input_name = name.rsplit(".", 1)
+        if node_id in doc.nodes:
+            return node_id, input_name
+        raise GraphInvalid(ErrorInfo("unknown_graph_input", f"'{name}' refers to node '{node_id}', which is not in the graph"))
+    known = ", ".join(sorted(doc.inputs)) or "none"
+    raise GraphInvalid(ErrorInfo("unknown_graph_input", f"'{name}' is not a graph input (known: {known})"))
+
+
+def apply_inputs(doc: GraphDoc, values: dict[str, Any]) -> GraphDoc:
+    """A copy of ``doc`` with graph inputs set (names as :func:`resolve_input` reads them).
+
+    Unknown names raise :class:`GraphInvalid` with code ``unknown_graph_input``, all at once.
     """
     if not values:
         return doc
+    folder = doc.folder
     doc = doc.model_copy(deep=True)
+    doc._folder = folder
     errors = []
     for name, value in values.items():
-        target = doc.inputs.get(name)
-        if target is not None:
-            node_id, input_name = target.node, target.input
-        elif "." in name:
-            node_id, input_name = name.rsplit(".", 1)
-        else:
-            known = ", ".join(sorted(doc.inputs)) or "none"
-            errors.append(ErrorInfo("unknown_graph_input", f"'{name}' is not a graph input (known: {known})"))
-            continue
-        if node_id not in doc.nodes:
-            errors.append(ErrorInfo("unknown_graph_input", f"'{name}' refers to node '{node_id}', which is not in the graph"))
+        try:
+            node_id, input_name = resolve_input(doc, name)
+        except GraphInvalid as exc:
+            errors.extend(exc.errors)
             continue
         doc.nodes[node_id].inputs[input_name] = value
     if errors:

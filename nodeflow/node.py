@@ -18,9 +18,19 @@ a dict of outputs (or the bare value when there is a single output)::
             return a + b
 
 Nodes are pure: same inputs, same outputs, and never mutate an input in place (values
-are shared through the cache). A node that is not pure (reads a file that may change,
-draws randomness without a seed) passes ``pure=False`` and defines
-``fingerprint(self, ctx, **inputs) -> str``; the string joins its cache key.
+are shared through the cache). A node that is not pure (draws randomness without a
+seed, reuses files it wrote) passes ``pure=False`` and defines
+``fingerprint(self, ctx, **inputs) -> str``; the string joins its cache key. An input
+that names a file (``Input("STRING", file="lora")``) needs neither: the planner adds
+the file's stamp to the key, and validation reports a missing file before anything runs.
+
+A node may also check its own literal values before anything runs, as ComfyUI's
+``VALIDATE_INPUTS`` does: ``validate_inputs(self, check, **literals)`` returns ``None``,
+a sentence, or a list of sentences / :class:`~nodeflow.errors.ErrorInfo`; linked inputs
+arrive as ``None``, and ``check.upstream(name)`` gives the literal inputs of the node
+feeding ``name`` (see :class:`ValidationContext`). Its problems join the all-at-once report.
+
+Renaming an input or output keeps old graphs working with ``aliases=("old_name",)``.
 
 The declarations are pydantic models (:class:`InputSpec`, :class:`OutputSpec`,
 :class:`NodeSchema`), so a node's schema exports as JSON for the editor and
@@ -31,10 +41,8 @@ translated into nodeflow's own codes.
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -50,7 +58,10 @@ from pydantic import (
     ValidationError,
 )
 
-from .errors import Cancelled, ErrorInfo
+from .context import CancelToken, Context, ModelStoreAPI
+from .errors import ErrorInfo
+from .events import Event, EventType
+from .files import KINDS
 from .types import BOOL, FLOAT, INT, LITERAL_TYPES, STRING, socket_type_of
 
 _MISSING: Any = object()
@@ -59,7 +70,12 @@ _SEMVER_RE = re.compile(r"^\d+\.\d+\.\d+$")
 
 
 class InputSpec(BaseModel):
-    """One declared input. ``widget`` hints the editor (``seed``, ``image``, ``model``, ``file``)."""
+    """One declared input. ``widget`` hints the editor (``seed``, ``image``, ``model``, ``file``).
+
+    ``file`` names the kind of file a ``STRING`` input names (``image``, ``lora``,
+    ``embedding``, ``checkpoint``...; see :data:`nodeflow.files.KINDS`): validation checks
+    the file exists and the planner keys the cache on its stamp.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -74,6 +90,8 @@ class InputSpec(BaseModel):
     choices: list[Any] | None = None
     multiline: bool = False
     widget: str | None = None
+    file: str | None = None
+    aliases: list[str] = Field(default_factory=list)
     description: str = ""
     display_name: str | None = None
 
@@ -133,6 +151,7 @@ class OutputSpec(BaseModel):
 
     name: str = ""
     type: str
+    aliases: list[str] = Field(default_factory=list)
     description: str = ""
     display_name: str | None = None
 
@@ -158,13 +177,17 @@ class NodeSchema(BaseModel):
     def model_post_init(self, __context: Any) -> None:
         self._inputs_by_name = {i.name: i for i in self.inputs}
         self._outputs_by_name = {o.name: o for o in self.outputs}
+        for spec in self.inputs:
+            self._inputs_by_name.update(dict.fromkeys(spec.aliases, spec))
+        for out in self.outputs:
+            self._outputs_by_name.update(dict.fromkeys(out.aliases, out))
 
     def input(self, name: str) -> InputSpec | None:
-        """The input called ``name``, if declared."""
+        """The input called ``name`` (or once called so: an alias), if declared."""
         return self._inputs_by_name.get(name)
 
     def output(self, name: str) -> OutputSpec | None:
-        """The output called ``name``, if declared."""
+        """The output called ``name`` (or once called so: an alias), if declared."""
         return self._outputs_by_name.get(name)
 
 
@@ -179,10 +202,18 @@ def Input(  # noqa: N802 - reads as a declaration, like pydantic's Field
     choices: list[Any] | None = None,
     multiline: bool = False,
     widget: str | None = None,
+    file: str | None = None,
+    aliases: tuple[str, ...] = (),
     description: str = "",
     display_name: str | None = None,
 ) -> InputSpec:
-    """Declare an input. ``type`` is a socket type name (``"LATENTS"``) or a Python class."""
+    """Declare an input. ``type`` is a socket type name (``"LATENTS"``) or a Python class.
+
+    ``file`` (for ``STRING`` inputs) is the kind of file the value names; ``aliases``
+    are former names, so graphs saved before a rename still load.
+    """
+    if file is not None and file not in KINDS:
+        raise ValueError(f"file={file!r} is not a known kind of file ({', '.join(sorted(KINDS))})")
     return InputSpec(
         type=_type_name(type),
         default=None if default is _MISSING else default,
@@ -194,14 +225,18 @@ def Input(  # noqa: N802 - reads as a declaration, like pydantic's Field
         choices=choices,
         multiline=multiline,
         widget=widget,
+        file=file,
+        aliases=list(aliases),
         description=description,
         display_name=display_name,
     )
 
 
-def Output(type: Any, *, description: str = "", display_name: str | None = None) -> OutputSpec:  # noqa: N802
-    """Declare an output. ``type`` is a socket type name or a Python class."""
-    return OutputSpec(type=_type_name(type), description=description, display_name=display_name)
+def Output(  # noqa: N802
+    type: Any, *, description: str = "", display_name: str | None = None, aliases: tuple[str, ...] = ()
+) -> OutputSpec:
+    """Declare an output. ``type`` is a socket type name or a Python class; ``aliases`` are former names."""
+    return OutputSpec(type=_type_name(type), description=description, display_name=display_name, aliases=list(aliases))
 
 
 def _type_name(type_: Any) -> str:
@@ -246,6 +281,8 @@ def node(
         if not pure and not callable(getattr(cls, "fingerprint", None)):
             raise TypeError(f"node {id}: pure=False needs a fingerprint(self, ctx, **inputs) method")
         for spec in inputs:
+            if spec.file is not None and spec.type != STRING:
+                raise TypeError(f"node {id}: input '{spec.name}' names a file, so it must be a STRING, not {spec.type}")
             if spec.has_default and spec.accepts_literal:
                 _, err = spec.check_literal(spec.default)
                 if err is not None:
@@ -284,83 +321,26 @@ def is_node_class(obj: Any) -> bool:
     return isinstance(obj, type) and isinstance(getattr(obj, "__nodeflow__", None), NodeSchema)
 
 
-class CancelToken:
-    """A flag that a run checks between nodes and that long nodes check between steps."""
+@dataclass(frozen=True)
+class ValidationContext:
+    """What a node's ``validate_inputs`` hook may ask about the graph around it.
 
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        """Ask the run to stop at the next check."""
-        self._event.set()
-
-    @property
-    def cancelled(self) -> bool:
-        """Whether :meth:`cancel` was called."""
-        return self._event.is_set()
-
-
-@dataclass
-class Event:
-    """Something that happened during a run; the CLI draws it, the server forwards it.
-
-    ``type`` is one of ``run_started``, ``node_started``, ``node_cached``,
-    ``node_finished``, ``node_failed``, ``node_skipped``, ``progress``, ``preview``,
-    ``output``, ``run_finished``. ``data`` holds the details (``seconds``, ``value`` and
-    ``max``, ``image`` (a PIL image) ...).
-    """
-
-    type: str
-    node: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Context:
-    """What a running node may use: progress, previews, cancellation, models, outputs.
-
-    A narrow object on purpose (InvokeAI's lesson): nodes never reach into the server
-    or the executor.
+    ``upstream(name)`` gives the literal inputs (normalised, defaults filled) of the
+    node linked into input ``name``, or ``None`` when ``name`` is not linked; enough to
+    check a combination across nodes (img2img's strength against the scheduler's steps).
+    ``paths`` resolves file names as the run will.
     """
 
     node_id: str
-    node_type: str
-    models: Any = None
-    output_dir: Path = Path("outputs")
-    graph_source: Callable[[], dict[str, Any]] | None = None
-    emit: Callable[[Event], None] | None = None
-    cancel: CancelToken | None = None
-    files: list[dict[str, Any]] = field(default_factory=list)
+    upstream_literals: Callable[[str], dict[str, Any] | None]
+    paths: Any = None
 
-    @property
-    def graph(self) -> dict[str, Any] | None:
-        """The graph document being run, as JSON data (e.g. to embed in a saved PNG)."""
-        return self.graph_source() if self.graph_source is not None else None
-
-    def progress(self, value: float, max: float) -> None:
-        """Report progress inside the node (e.g. denoise step ``value`` of ``max``); checks cancellation."""
-        if self.emit is not None:
-            self.emit(Event("progress", self.node_id, {"value": value, "max": max}))
-        self.check_cancelled()
-
-    def preview(self, image: Any) -> None:
-        """Offer a cheap preview (a PIL image) of the work in progress."""
-        if self.emit is not None:
-            self.emit(Event("preview", self.node_id, {"image": image}))
-
-    def check_cancelled(self) -> None:
-        """Raise :class:`~nodeflow.errors.Cancelled` if the run was cancelled."""
-        if self.cancel is not None and self.cancel.cancelled:
-            raise Cancelled(self.node_id)
-
-    def add_output(self, path: Path | str, kind: str = "image", **info: Any) -> None:
-        """Record a file this node wrote (it is reported as a run output, cached runs included)."""
-        self.files.append({"node": self.node_id, "path": str(path), "kind": kind, **info})
-        if self.emit is not None:
-            self.emit(Event("output", self.node_id, {"path": str(path), "kind": kind, **info}))
+    def upstream(self, name: str) -> dict[str, Any] | None:
+        """The literal inputs of the node feeding input ``name`` (``None`` if it is not linked)."""
+        return self.upstream_literals(name)
 
 
 __all__ = [
-    "Input", "Output", "node", "Context", "Event", "CancelToken", "InputSpec", "OutputSpec",
-    "NodeSchema", "schema_of", "is_node_class",
+    "Input", "Output", "node", "Context", "Event", "EventType", "CancelToken", "InputSpec", "ModelStoreAPI", "OutputSpec",
+    "NodeSchema", "ValidationContext", "schema_of", "is_node_class",
 ]

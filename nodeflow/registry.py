@@ -3,7 +3,8 @@
 A node pack is a Python module or package. Its nodes are the classes listed in its
 ``NODES`` attribute, or else every ``@node`` class defined in it. Packs come from:
 
-* the built-in ``nodes`` package (one sub-package per pack),
+* the built-in packs, the import package ``nodeflow_nodes`` (the repository's ``nodes/``
+  folder, mapped at install time; one sub-package per pack),
 * the entry-point group ``nodeflow.nodes`` (an installed plugin distribution),
 * plugin directories (``NODEFLOW_PLUGIN_PATH``, ``--plugins DIR``): each ``*.py`` file
   or package folder inside is a pack.
@@ -28,6 +29,7 @@ from types import ModuleType
 from typing import Any
 
 from .errors import ErrorInfo
+from .events import vocabulary
 from .node import NodeSchema, is_node_class, schema_of
 from .types import compatibility_table
 
@@ -103,11 +105,11 @@ class Registry:
             )
 
     def load_builtin(self) -> None:
-        """Load every pack under the built-in ``nodes`` package."""
-        import nodes
+        """Load every pack under the built-in ``nodeflow_nodes`` package."""
+        import nodeflow_nodes
 
-        for info in sorted(pkgutil.iter_modules(nodes.__path__), key=lambda i: i.name):
-            self.load_pack(info.name, lambda name=info.name: importlib.import_module(f"nodes.{name}"))
+        for info in sorted(pkgutil.iter_modules(nodeflow_nodes.__path__), key=lambda i: i.name):
+            self.load_pack(info.name, lambda name=info.name: importlib.import_module(f"nodeflow_nodes.{name}"))
 
     def load_entry_points(self) -> None:
         """Load packs installed under the ``nodeflow.nodes`` entry-point group."""
@@ -130,10 +132,11 @@ class Registry:
 
     # -- export ---------------------------------------------------------------
     def catalogue(self) -> dict[str, Any]:
-        """Node schemas and the type compatibility table: what the editor builds from."""
+        """Node schemas, the type compatibility table and the run vocabulary: what the editor builds from."""
         return {
             "nodes": {i: self._schemas[i].model_dump(mode="json") for i in self.ids()},
             "types": compatibility_table(),
+            "vocabulary": vocabulary(),
             "errors": [e.to_dict() for e in self.errors],
         }
 

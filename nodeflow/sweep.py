@@ -45,10 +45,12 @@ from pathlib import Path
 from typing import Any
 
 from .backends.base import Backend, JobResult
-from .errors import ErrorInfo
+from .cliutil import add_common, add_model_options, graph_paths, load_registry, model_store, resolve_graph_path
+from .context import CancelToken
+from .errors import ErrorInfo, GraphInvalid, UsageError
 from .executor import RunResult
-from .graph import GraphDoc, apply_inputs, parse_graph
-from .node import CancelToken
+from .files import PathResolver
+from .graph import GraphDoc, apply_inputs, parse_graph, resolve_input
 from .registry import Registry
 from .types import STRING
 from .validate import check
@@ -111,12 +113,9 @@ def _scalar(raw: str, text: bool) -> Any:
 
 def input_type(doc: GraphDoc, registry: Registry, name: str) -> str | None:
     """The socket type of graph input ``name`` (exposed, or ``NODE.INPUT``), if it can be found."""
-    target = doc.inputs.get(name)
-    if target is not None:
-        node_id, input_name = target.node, target.input
-    elif "." in name:
-        node_id, input_name = name.rsplit(".", 1)
-    else:
+    try:
+        node_id, input_name = resolve_input(doc, name)
+    except GraphInvalid:
         return None
     node = doc.nodes.get(node_id)
     schema = registry.schema(node.type) if node is not None else None
@@ -167,12 +166,13 @@ def job_stems(jobs: Sequence[dict[str, Any]]) -> list[str]:
 
 
 # -- running -------------------------------------------------------------------------------------------
-def validate_jobs(doc: GraphDoc, jobs: Sequence[dict[str, Any]], registry: Registry) -> list[tuple[int, ErrorInfo]]:
+def validate_jobs(doc: GraphDoc, jobs: Sequence[dict[str, Any]], registry: Registry,
+                  paths: PathResolver | None = None) -> list[tuple[int, ErrorInfo]]:
     """Every problem of every job, as ``(job index, error)``; nothing should run if there is one."""
     problems: list[tuple[int, ErrorInfo]] = []
     for index, job in enumerate(jobs):
         try:
-            errors = check(apply_inputs(doc, job), registry).errors
+            errors = check(apply_inputs(doc, job), registry, paths).errors
         except Exception as exc:  # GraphInvalid for unknown inputs; anything else is still this job's problem
             errors = getattr(exc, "errors", None) or [ErrorInfo("invalid_value", str(exc))]
         problems.extend((index, e) for e in errors)
@@ -188,11 +188,13 @@ def run_sweep(
     progress: bool = True,
     on_job: Callable[[dict[str, Any]], None] | None = None,
     info: dict[str, Any] | None = None,
+    paths: PathResolver | None = None,
 ) -> dict[str, Any]:
     """Run ``jobs`` on ``backend``, move their files into ``out_dir``, write and return the manifest.
 
     ``on_job`` is called on this thread with each job's manifest entry as it finishes
-    (tests use it to act mid-sweep). ``info`` joins the manifest's top level.
+    (tests use it to act mid-sweep). ``info`` joins the manifest's top level. ``paths``
+    resolves the file names in the graph.
     Ctrl-C cancels the jobs not finished; the manifest is written either way.
     """
     started = time.perf_counter()
@@ -208,7 +210,7 @@ def run_sweep(
         for i, job in enumerate(jobs)
     ]
     moved: dict[str, Path] = {}
-    futures = {backend.submit(data, job, work / f"{i:05d}", None, tokens[i]): i for i, job in enumerate(jobs)}
+    futures = {backend.submit(data, job, work / f"{i:05d}", None, tokens[i], paths): i for i, job in enumerate(jobs)}
     interrupted = False
     bar = _bar(len(jobs), progress)
     try:
@@ -317,22 +319,23 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 # -- the command -----------------------------------------------------------------------------------------
-def add_parser(subparsers: Any, add_common: Callable[[argparse.ArgumentParser], None]) -> None:
+def add_parser(subparsers: Any) -> None:
     """Register ``nodeflow sweep`` (called by :mod:`nodeflow.cli`)."""
     sweep = subparsers.add_parser(
         "sweep", help="run a graph over a grid of input values (locally or on Ray)",
         description="Run GRAPH once per combination of --set values; write the images and sweep.json into --out.",
     )
-    sweep.add_argument("graph", help="graph JSON file, or the name of a workflow in workflows/")
+    sweep.add_argument("graph", help="graph JSON file, or the name of a shipped workflow")
     sweep.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUES",
                        help="values of a graph input: JSON list [1,2], inclusive range 0..15, @FILE (one per line), or one value;"
                             " several --set form a product")
     sweep.add_argument("--backend", default="local", choices=["local", "ray"], help="where jobs run (default: local)")
     sweep.add_argument("--address", help="Ray cluster to use (HOST:PORT of its head, or auto); default: a private Ray on 127.0.0.1")
-    sweep.add_argument("--workers", type=int, help="Ray worker actors (default: one per GPU, else one per CPU); local runs one job at a time")
-    sweep.add_argument("--threads", type=int, help="torch CPU threads (per Ray worker); pin it to compare pixels across backends")
+    sweep.add_argument("--workers", type=int, help="jobs at a time: local threads sharing the cores (default 1), or Ray worker"
+                       " actors (default: one per GPU, else one per CPU)")
     sweep.add_argument("--out", default="sweep", help="folder for the images and sweep.json (default ./sweep)")
     sweep.add_argument("--json", action="store_true", help="print the manifest on stdout")
+    add_model_options(sweep)
     add_common(sweep)
     sweep.set_defaults(func=cmd_sweep)
 
@@ -340,56 +343,60 @@ def add_parser(subparsers: Any, add_common: Callable[[argparse.ArgumentParser], 
 def cmd_sweep(args: argparse.Namespace) -> int:
     """``nodeflow sweep``: expand, validate every job, run them on the backend, write the manifest."""
     from .backends.ray import RayUnavailable
-    from .cli import UsageError
 
     try:
         return _sweep(args)
-    except (UsageError, SweepUsageError, RayUnavailable) as exc:
-        # Reported here rather than by the CLI's handler, which `python -m nodeflow.cli` sees as another class.
-        print(f"nodeflow: error: {exc}", file=sys.stderr)
-        return 2
+    except (SweepUsageError, RayUnavailable) as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _sweep(args: argparse.Namespace) -> int:
     from .backends import make_backend
-    from .cli import UsageError, resolve_graph_path
-    from .registry import build_registry
 
     path = resolve_graph_path(args.graph)
     doc = parse_graph(path.read_bytes())  # GraphInvalid -> the CLI prints the errors, exit 1
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be at least 1")
-    registry = build_registry(args.plugins)
-    for err in registry.errors:
-        print(f"nodeflow: warning: {err.message}", file=sys.stderr)
+    registry = load_registry(args)
+    paths = graph_paths(path)
     jobs = expand(parse_sets(args.sets, doc, registry))
-    problems = validate_jobs(doc, jobs, registry)
+    problems = validate_jobs(doc, jobs, registry, paths)
     if problems:
-        shown = list(dict.fromkeys(f"job {i} {jobs[i]}: {e}" for i, e in problems))
-        for line in shown[:20]:
-            print(f"error: {line}", file=sys.stderr)
-        if len(shown) > 20:
-            print(f"error: ... and {len(shown) - 20} more", file=sys.stderr)
-        print(f"nodeflow: {len({i for i, _ in problems})} of {len(jobs)} jobs are invalid; nothing was run", file=sys.stderr)
+        _print_problems(problems, jobs)
         return 1
-    backend = make_backend(args.backend, plugin_dirs=args.plugins, address=args.address, workers=args.workers, threads=args.threads)
+    models = model_store(args)
+    backend = make_backend(args.backend, registry=registry, plugin_dirs=args.plugins, address=args.address,
+                           workers=args.workers, threads=args.threads, models=models)
     try:
-        manifest = run_sweep(doc, jobs, backend, Path(args.out), progress=not args.json or sys.stderr.isatty(),
-                             info={"graph": str(path)})
+        manifest = run_sweep(doc, jobs, backend, Path(args.out), progress=sys.stderr.isatty(), info={"graph": str(path)},
+                             paths=paths)
     finally:
         backend.close()
     if args.json:
         print(json.dumps(manifest, indent=2, ensure_ascii=False, default=str))
     else:
-        for entry in manifest["jobs"]:
-            for name in entry["outputs"]:
-                print(Path(args.out) / name)
-            for error in entry["errors"]:
-                print(f"error: job {entry['index']} {entry['parameters']}: {ErrorInfo(**error)}", file=sys.stderr)
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(manifest["counts"].items()))
-        print(f"{len(jobs)} jobs ({counts}) in {manifest['seconds']:.2f}s on {manifest['backend']}"
-              f" ({manifest['workers']} worker(s)); manifest: {Path(args.out) / MANIFEST}", file=sys.stderr)
+        _print_manifest(manifest, Path(args.out))
     return 0 if manifest["status"] == "succeeded" else 1
+
+
+def _print_problems(problems: list[tuple[int, ErrorInfo]], jobs: list[dict[str, Any]]) -> None:
+    shown = list(dict.fromkeys(f"job {i} {jobs[i]}: {e}" for i, e in problems))
+    for line in shown[:20]:
+        print(f"error: {line}", file=sys.stderr)
+    if len(shown) > 20:
+        print(f"error: ... and {len(shown) - 20} more", file=sys.stderr)
+    print(f"nodeflow: {len({i for i, _ in problems})} of {len(jobs)} jobs are invalid; nothing was run", file=sys.stderr)
+
+
+def _print_manifest(manifest: dict[str, Any], out: Path) -> None:
+    for entry in manifest["jobs"]:
+        for name in entry["outputs"]:
+            print(out / name)
+        for error in entry["errors"]:
+            print(f"error: job {entry['index']} {entry['parameters']}: {ErrorInfo(**error)}", file=sys.stderr)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(manifest["counts"].items()))
+    print(f"{len(manifest['jobs'])} jobs ({counts}) in {manifest['seconds']:.2f}s on {manifest['backend']}"
+          f" ({manifest['workers']} worker(s)); manifest: {out / MANIFEST}", file=sys.stderr)
 
 
 __all__ = [

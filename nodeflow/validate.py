@@ -1,41 +1,66 @@
 """Static validation of a graph document, before anything runs.
 
 Every problem is reported at once as an :class:`~nodeflow.errors.ErrorInfo` with a
-stable code, the node id and input name where there is one, and a sentence:
+stable code, the node id and input name where there is one, and a sentence. The
+document is first prepared (:func:`nodeflow.expand.prepare`: subgraphs flattened,
+renamed sockets normalised, muted and bypassed nodes applied), then checked one kind
+of problem at a time:
 
-``invalid_json``, ``unsupported_version`` (from :mod:`nodeflow.graph`),
-``unknown_node_type``, ``missing_input``, ``unknown_input``, ``bad_link``,
-``type_mismatch``, ``value_out_of_range``, ``invalid_value``, ``cycle``,
-``unknown_graph_input``.
+* the document: ``empty_graph``, and what preparing found (``unknown_subgraph``,
+  ``bad_subgraph``, ``subgraph_cycle``);
+* each node: ``unknown_node_type``, ``unknown_input``;
+* each input: ``missing_input``, ``bad_link``, ``type_mismatch``, ``invalid_value``,
+  ``value_out_of_range`` (literals checked with pydantic);
+* files named by ``file=`` inputs, when a :class:`~nodeflow.files.PathResolver` is
+  given: ``missing_file``;
+* the node's own ``validate_inputs`` hook: ``invalid_value`` (or the hook's own codes);
+* graph inputs: ``unknown_graph_input``; the dependency graph: ``cycle``.
 
-Besides the errors, :func:`check` returns what it learned on the way (literal values
-normalised by pydantic, links, the dependency graph) so the planner does not redo it.
-All traversals are iterative: a 10,000-node chain validates without recursion.
+(``invalid_json`` and ``unsupported_version`` come from :mod:`nodeflow.graph`.)
+
+Besides the errors, :func:`check` returns what it learned on the way (the flat
+document, literal values normalised by pydantic, links, the dependency graph) so the
+planner does not redo it. All traversals are iterative.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
 
 from .errors import ErrorInfo, GraphInvalid
-from .graph import GraphDoc, is_link, parse_graph
+from .events import NodeStatus
+from .expand import prepare
+from .files import PathResolver
+from .graph import GraphDoc, NodeDoc, is_link, parse_graph
+from .node import InputSpec, NodeSchema, ValidationContext
 from .registry import Registry
 from .types import can_connect
+
+Link = tuple[str, str, str, str]
+"""(source node id, output name, output type, input type)."""
 
 
 @dataclass
 class Checked:
-    """The result of :func:`check`: errors plus the facts the planner reuses."""
+    """The result of :func:`check`: errors plus the facts the planner reuses.
 
+    ``source`` is the document as given (what a saved image embeds); ``doc`` the flat
+    one that runs; ``removed`` the nodes muted or bypassed away, and why.
+    """
+
+    source: GraphDoc
     doc: GraphDoc
     errors: list[ErrorInfo] = field(default_factory=list)
+    removed: dict[str, NodeStatus] = field(default_factory=dict)
+    types: dict[str, str] = field(default_factory=dict)
     #: node id -> {input name: literal value (normalised) or default}
     literals: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: node id -> {input name: (source node id, output name, output type, input type)}
-    links: dict[str, dict[str, tuple[str, str, str, str]]] = field(default_factory=dict)
+    links: dict[str, dict[str, Link]] = field(default_factory=dict)
     deps: nx.DiGraph = field(default_factory=nx.DiGraph)
 
     @property
@@ -44,98 +69,175 @@ class Checked:
         return not self.errors
 
 
-def validate(data: GraphDoc | dict[str, Any] | str | bytes, registry: Registry) -> list[ErrorInfo]:
+def validate(data: GraphDoc | dict[str, Any] | str | bytes, registry: Registry, paths: PathResolver | None = None) -> list[ErrorInfo]:
     """Every problem in a graph (document object, decoded JSON or JSON text); ``[]`` when valid."""
     try:
         doc = data if isinstance(data, GraphDoc) else parse_graph(data)
     except GraphInvalid as exc:
         return exc.errors
-    return check(doc, registry).errors
+    return check(doc, registry, paths).errors
 
 
-def check(doc: GraphDoc, registry: Registry) -> Checked:
-    """Validate ``doc`` against ``registry``; see :class:`Checked`."""
-    out = Checked(doc=doc)
-    errors = out.errors
-    deps = out.deps
-    deps.add_nodes_from(doc.nodes)
-    for node_id, nd in doc.nodes.items():
+def check(doc: GraphDoc, registry: Registry, paths: PathResolver | None = None) -> Checked:
+    """Validate ``doc`` against ``registry`` (and its files against ``paths``); see :class:`Checked`."""
+    prepared = prepare(doc, registry)
+    out = Checked(source=doc, doc=prepared.doc, errors=list(prepared.errors), removed=prepared.removed, types=prepared.types)
+    if not doc.nodes:
+        out.errors.append(ErrorInfo("empty_graph", "the graph has no nodes: there is nothing to run"))
+    flat = prepared.doc
+    out.deps.add_nodes_from(flat.nodes)
+    for node_id, nd in flat.nodes.items():
         schema = registry.schema(nd.type)
         if schema is None:
-            errors.append(ErrorInfo("unknown_node_type", f"node type '{nd.type}' is not installed", node=node_id))
+            out.errors.append(ErrorInfo("unknown_node_type", f"node type '{nd.type}' is not installed", node=node_id))
             continue
-        for name in nd.inputs:
-            if schema.input(name) is None:
-                known = ", ".join(i.name for i in schema.inputs) or "none"
-                errors.append(
-                    ErrorInfo("unknown_input", f"'{nd.type}' has no input '{name}' (inputs: {known})", node_id, name)
-                )
-        literals: dict[str, Any] = {}
-        links: dict[str, tuple[str, str, str, str]] = {}
-        for spec in schema.inputs:
-            value = nd.inputs.get(spec.name, None)
-            if value is None:
-                if spec.has_default:
-                    literals[spec.name] = spec.default
-                elif spec.optional:
-                    literals[spec.name] = None
-                else:
-                    errors.append(
-                        ErrorInfo("missing_input", f"input '{spec.name}' ({spec.type}) needs a value or a link", node_id, spec.name)
-                    )
-                continue
-            if is_link(value):
-                src_id, out_name = value["node"], value["output"]
-                src = doc.nodes.get(src_id)
-                if src is None:
-                    errors.append(ErrorInfo("bad_link", f"input '{spec.name}' links to node '{src_id}', which does not exist", node_id, spec.name))
-                    continue
-                deps.add_edge(src_id, node_id)
-                src_schema = registry.schema(src.type)
-                if src_schema is None:
-                    continue  # reported on the source node already
-                out_spec = src_schema.output(out_name)
-                if out_spec is None:
-                    known = ", ".join(o.name for o in src_schema.outputs) or "none"
-                    errors.append(
-                        ErrorInfo("bad_link", f"input '{spec.name}' links to output '{out_name}' of node '{src_id}' ({src.type}), which has no such output (outputs: {known})", node_id, spec.name)
-                    )
-                    continue
-                if not can_connect(out_spec.type, spec.type):
-                    errors.append(
-                        ErrorInfo("type_mismatch", f"input '{spec.name}' expects {spec.type} but node '{src_id}' output '{out_name}' gives {out_spec.type}", node_id, spec.name)
-                    )
-                    continue
-                links[spec.name] = (src_id, out_name, out_spec.type, spec.type)
-                continue
-            if not spec.accepts_literal:
-                errors.append(
-                    ErrorInfo("invalid_value", f"input '{spec.name}' takes a link from a {spec.type} output, not a typed-in value", node_id, spec.name)
-                )
-                continue
-            normal, err = spec.check_literal(value)
-            if err is not None:
-                errors.append(ErrorInfo(err.code, err.message, node_id, spec.name))
+        before = len(out.errors)
+        out.errors.extend(_unknown_inputs(node_id, nd, schema))
+        _check_inputs(node_id, nd, schema, flat, registry, out)
+        if paths is not None:
+            out.errors.extend(_missing_files(node_id, schema, out.literals[node_id], paths))
+        if len(out.errors) == before:  # a hook sees clean literals only
+            out.errors.extend(_hook_errors(node_id, schema, registry, out, paths))
+    out.errors.extend(_graph_input_errors(doc, registry))
+    out.errors.extend(_cycle_errors(out.deps))
+    return out
+
+
+# -- each node ----------------------------------------------------------------------------------
+def _unknown_inputs(node_id: str, nd: NodeDoc, schema: NodeSchema) -> Iterator[ErrorInfo]:
+    for name in nd.inputs:
+        if schema.input(name) is None:
+            known = ", ".join(i.name for i in schema.inputs) or "none"
+            yield ErrorInfo("unknown_input", f"'{nd.type}' has no input '{name}' (inputs: {known})", node_id, name)
+
+
+def _check_inputs(node_id: str, nd: NodeDoc, schema: NodeSchema, doc: GraphDoc, registry: Registry, out: Checked) -> None:
+    """Each declared input: a default, a link or a literal; record what is valid, report the rest."""
+    literals: dict[str, Any] = {}
+    links: dict[str, Link] = {}
+    for spec in schema.inputs:
+        value = nd.inputs.get(spec.name, None)
+        if value is None:
+            if spec.required:
+                out.errors.append(ErrorInfo("missing_input", f"input '{spec.name}' ({spec.type}) needs a value or a link", node_id, spec.name))
             else:
+                literals[spec.name] = spec.default if spec.has_default else None
+        elif is_link(value):
+            if value["node"] in doc.nodes:
+                out.deps.add_edge(value["node"], node_id)
+            link, error = _link(node_id, spec, value, doc, registry)
+            if link is not None:
+                links[spec.name] = link
+            if error is not None:
+                out.errors.append(error)
+        else:
+            normal, error = _literal(node_id, spec, value)
+            if error is None:
                 literals[spec.name] = normal
-        out.literals[node_id] = literals
-        out.links[node_id] = links
+            else:
+                out.errors.append(error)
+    out.literals[node_id] = literals
+    out.links[node_id] = links
+
+
+def _link(node_id: str, spec: InputSpec, value: dict[str, str], doc: GraphDoc, registry: Registry) -> tuple[Link | None, ErrorInfo | None]:
+    src_id, out_name = value["node"], value["output"]
+    src = doc.nodes.get(src_id)
+    if src is None:
+        return None, ErrorInfo("bad_link", f"input '{spec.name}' links to node '{src_id}', which does not exist", node_id, spec.name)
+    src_schema = registry.schema(src.type)
+    if src_schema is None:
+        return None, None  # reported on the source node already
+    out_spec = src_schema.output(out_name)
+    if out_spec is None:
+        known = ", ".join(o.name for o in src_schema.outputs) or "none"
+        return None, ErrorInfo("bad_link", f"input '{spec.name}' links to output '{out_name}' of node '{src_id}' ({src.type}),"
+                               f" which has no such output (outputs: {known})", node_id, spec.name)
+    if not can_connect(out_spec.type, spec.type):
+        return None, ErrorInfo("type_mismatch", f"input '{spec.name}' expects {spec.type} but node '{src_id}' output"
+                               f" '{out_name}' gives {out_spec.type}", node_id, spec.name)
+    return (src_id, out_spec.name, out_spec.type, spec.type), None
+
+
+def _literal(node_id: str, spec: InputSpec, value: Any) -> tuple[Any, ErrorInfo | None]:
+    if not spec.accepts_literal:
+        return None, ErrorInfo("invalid_value", f"input '{spec.name}' takes a link from a {spec.type} output, not a typed-in value", node_id, spec.name)
+    normal, err = spec.check_literal(value)
+    if err is not None:
+        return None, ErrorInfo(err.code, err.message, node_id, spec.name)
+    return normal, None
+
+
+def _missing_files(node_id: str, schema: NodeSchema, literals: dict[str, Any], paths: PathResolver) -> Iterator[ErrorInfo]:
+    for spec in schema.inputs:
+        name = literals.get(spec.name)
+        if spec.file is None or not isinstance(name, str) or not name:
+            continue
+        try:
+            paths.resolve(name, spec.file)
+        except (OSError, ValueError) as exc:
+            yield ErrorInfo("missing_file", str(exc).strip("'\""), node_id, spec.name)
+
+
+def _hook_errors(node_id: str, schema: NodeSchema, registry: Registry, out: Checked, paths: PathResolver | None) -> list[ErrorInfo]:
+    """Run the node's ``validate_inputs`` hook, if it has one, and translate what it says."""
+    cls = registry.get(schema.id)
+    hook = getattr(cls, "validate_inputs", None)
+    if hook is None:
+        return []
+    links = out.links[node_id]
+
+    def upstream(name: str) -> dict[str, Any] | None:
+        link = links.get(name)
+        return dict(out.literals.get(link[0], {})) if link is not None else None
+
+    context = ValidationContext(node_id, upstream, paths)
+    values = {**out.literals[node_id], **dict.fromkeys(links)}
+    try:
+        said = hook(cls(), context, **values)  # type: ignore[misc]
+    except Exception as exc:  # a broken hook is the node's problem, reported on the node
+        return [ErrorInfo("invalid_value", f"'{schema.id}' could not check its inputs: {type(exc).__name__}: {exc}", node_id)]
+    items = [] if said is None else [said] if isinstance(said, (str, ErrorInfo)) else list(said)
+    return [_hook_error(node_id, item) for item in items]
+
+
+def _hook_error(node_id: str, item: str | ErrorInfo) -> ErrorInfo:
+    if isinstance(item, ErrorInfo):
+        return ErrorInfo(item.code, item.message, item.node or node_id, item.input)
+    return ErrorInfo("invalid_value", str(item), node_id)
+
+
+# -- the whole graph -------------------------------------------------------------------------------
+def _graph_input_errors(doc: GraphDoc, registry: Registry) -> Iterator[ErrorInfo]:
+    """Each exposed graph input must name a node and one of its inputs (a subgraph node's too)."""
     for name, target in doc.inputs.items():
         exposed = doc.nodes.get(target.node)
         if exposed is None:
-            errors.append(ErrorInfo("unknown_graph_input", f"graph input '{name}' refers to node '{target.node}', which does not exist"))
+            yield ErrorInfo("unknown_graph_input", f"graph input '{name}' refers to node '{target.node}', which does not exist")
             continue
-        schema = registry.schema(exposed.type)
-        if schema is not None and schema.input(target.input) is None:
-            errors.append(ErrorInfo("unknown_graph_input", f"graph input '{name}' refers to input '{target.input}', which '{exposed.type}' does not have", target.node, target.input))
-    if not nx.is_directed_acyclic_graph(deps):
-        for component in nx.strongly_connected_components(deps):
-            if len(component) == 1:
-                (only,) = component
-                if not deps.has_edge(only, only):
-                    continue
-            members = sorted(component)
-            ring = " -> ".join(members)
-            for node_id in members:
-                errors.append(ErrorInfo("cycle", f"node '{node_id}' is part of a cycle ({ring})", node_id))
-    return out
+        if exposed.subgraph is not None:
+            sub = doc.subgraphs.get(exposed.subgraph)
+            known = sub is None or target.input in sub.inputs
+        else:
+            schema = registry.schema(exposed.type)
+            known = schema is None or schema.input(target.input) is not None
+        if not known:
+            yield ErrorInfo("unknown_graph_input", f"graph input '{name}' refers to input '{target.input}', which"
+                            f" '{exposed.type}' does not have", target.node, target.input)
+
+
+def _cycle_errors(deps: nx.DiGraph) -> Iterator[ErrorInfo]:
+    if nx.is_directed_acyclic_graph(deps):
+        return
+    for component in nx.strongly_connected_components(deps):
+        if len(component) == 1:
+            (only,) = component
+            if not deps.has_edge(only, only):
+                continue
+        members = sorted(component)
+        ring = " -> ".join(members)
+        for node_id in members:
+            yield ErrorInfo("cycle", f"node '{node_id}' is part of a cycle ({ring})", node_id)
+
+
+__all__ = ["Checked", "check", "validate"]

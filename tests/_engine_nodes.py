@@ -13,7 +13,7 @@ import torch
 
 from nodeflow.node import Input, Output, node
 from nodeflow.registry import Registry
-from nodeflow.types import Latents
+from nodeflow.values import Latents
 
 CALLS: Counter[str] = Counter()
 

@@ -24,10 +24,10 @@ FINISHED = ("succeeded", "failed", "cancelled")
 
 def small_registry() -> Registry:
     """The core pack plus the test pack: fast to build, independent of the SD pack."""
-    import nodes.core
+    import nodeflow_nodes.core
 
     registry = Registry()
-    registry.add_module(nodes.core, "core")
+    registry.add_module(nodeflow_nodes.core, "core")
     registry.load_directory(PLUGINS)
     assert not registry.errors, registry.errors
     return registry

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL / "model_index.json").is_file
 
 @pytest.fixture(scope="module")
 def sampler(tmp_path_factory):
-    from nodeflow.demo.quality import WorkflowSampler
+    from tools.demo.quality import WorkflowSampler
 
     return WorkflowSampler(tmp_path_factory.mktemp("quality"))
 

@@ -185,7 +185,7 @@ def core_graph() -> dict[str, Any]:
     """Integer -> Add <- Float, Text -> Join Text, both shown: the core pack only."""
     return {
         "format": "nodeflow/graph",
-        "version": 1,
+        "version": 2,
         "nodes": {
             "1": {"type": "core.int", "inputs": {"value": 3}, "ui": {"pos": [40, 40]}},
             "2": {"type": "core.float", "inputs": {"value": 2.5}, "ui": {"pos": [40, 200]}},
@@ -490,13 +490,13 @@ def test_opening_and_saving_keeps_what_the_editor_does_not_draw(page: Page) -> N
     """Node ids, titles, colours, unknown ui keys and inputs, groups, a missing plugin's node: all come back as they were."""
     graph = {
         "format": "nodeflow/graph",
-        "version": 1,
+        "version": 2,
         "nodes": {
             "a": {"type": "core.int", "inputs": {"value": 2},
                   "ui": {"pos": [0, 0], "title": "Integer", "color": "#335", "bgcolor": "#223", "collapsed": True, "note": "kept"}},
             "b": {"type": "plugin.not_installed", "inputs": {"x": {"node": "a", "output": "out"}, "mode": "fast"}, "ui": {"pos": [300, 0]}},
             "c": {"type": "core.show", "inputs": {"value": {"node": "b", "output": "result"}}, "ui": {"pos": [600, 0], "size": [300, 120]}},
-            "d": {"type": "core.add", "inputs": {"a": 1.5, "old_input": 3}, "ui": {"pos": [0, 200]}},
+            "d": {"type": "core.add", "inputs": {"a": 1.5, "old_input": 3}, "mode": "bypassed", "ui": {"pos": [0, 200]}},
             "e": {"type": "sd.noise_latents", "inputs": {"seed": 5}, "ui": {"pos": [0, 400], "randomize": ["seed"]}},
         },
         "inputs": {"n": {"node": "a", "input": "value", "description": ""}},
@@ -589,7 +589,7 @@ def test_a_700_node_graph_loads_fast_and_pans_smoothly(page: Page) -> None:
         }
         for k in range(700)
     }
-    graph = {"format": "nodeflow/graph", "version": 1, "nodes": nodes, "inputs": {}, "meta": {}}
+    graph = {"format": "nodeflow/graph", "version": 2, "nodes": nodes, "inputs": {}, "meta": {}}
     load_ms = page.evaluate("g => { const t = performance.now(); nodeflow.loadGraph(g); return performance.now() - t; }", graph)
     timing = page.evaluate(
         """() => {

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from nodeflow.errors import GraphInvalid
-from nodeflow.graph import VERSION, apply_inputs, dump_graph, is_link, parse_graph
+from nodeflow.graph import MIGRATIONS, VERSION, apply_inputs, dump_graph, is_link, parse_graph
 
 DOC = {
     "format": "nodeflow/graph",
@@ -48,7 +48,7 @@ def test_migration_hook_upgrades_older_documents():
         # a hypothetical v0 kept nodes as a list with ids inside
         return {**raw, "nodes": {n["id"]: {"type": n["type"]} for n in raw["nodes"]}}
 
-    doc = parse_graph({"version": 0, "nodes": [{"id": "1", "type": "core.int"}]}, migrations={0: v0_to_v1})
+    doc = parse_graph({"version": 0, "nodes": [{"id": "1", "type": "core.int"}]}, migrations={**MIGRATIONS, 0: v0_to_v1})
     assert doc.version == VERSION and doc.nodes["1"].type == "core.int"
 
 

@@ -22,6 +22,7 @@ REGISTRY = make_registry()
 KNOWN_CODES = {
     "invalid_json", "unsupported_version", "unknown_node_type", "missing_input", "unknown_input",
     "bad_link", "type_mismatch", "value_out_of_range", "invalid_value", "cycle", "unknown_graph_input",
+    "empty_graph", "missing_file", "unknown_subgraph", "bad_subgraph", "subgraph_cycle",
 }
 RUN_CODES = {"node_failed", "mutated_input", "bad_output"}
 TYPES = ["test.number", "test.count", "test.add", "test.tensor", "test.scale", "test.sum", "test.fail", "core.show", "core.join_text", "nope.x"]

@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 from models_tiny import tiny_text_encoder, tiny_unet
+from nodeflow_nodes.sd import lora as lora_node
 from safetensors.torch import save_file
 
+from nodeflow.graph import parse_graph
 from nodeflow.models import ModelStore
 from nodeflow.models.lora import LoraError, merge_lora, parse_lora, read_lora
 from nodeflow.node import Context
-from nodes.sd import lora as lora_node
 
 Q = "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q"  # a Linear
 PROJ_IN = "down_blocks.1.attentions.0.proj_in"  # a 1x1 Conv2d in SD 1.x
@@ -60,7 +61,7 @@ def _expected(module: torch.nn.Module, name: str, seed: int, strength: float, al
 
 
 def _run_node(store: ModelStore, unet: torch.nn.Module, text_encoder: torch.nn.Module, path: Path, su: float, st: float) -> dict:
-    ctx = Context(node_id="1", node_type="sd.lora", models=store)
+    ctx = Context(node_id="1", node_type="sd.lora", model_store=store)
     return lora_node.ApplyLora().run(ctx, unet=unet, text_encoder=text_encoder, lora=str(path), strength_unet=su, strength_text=st)
 
 
@@ -145,16 +146,32 @@ def test_lora_node_merges_again_for_another_strength(unet, text_encoder, kohya_f
     assert first["lora_text_encoder"] is second["lora_text_encoder"]
 
 
-def test_lora_node_fingerprint_changes_when_the_file_is_replaced(kohya_file: Path, tmp_path: Path) -> None:
+def test_lora_node_cache_key_changes_when_the_file_is_replaced(kohya_file: Path, tmp_path: Path, sd_registry) -> None:
+    from nodeflow.files import PathResolver
+    from nodeflow.plan import make_plan
+    from nodeflow.validate import check
+
     copy = tmp_path / "replaced.safetensors"
     copy.write_bytes(kohya_file.read_bytes())
-    ctx = Context(node_id="1", node_type="sd.lora")
-    before = lora_node.ApplyLora().fingerprint(ctx, lora=str(copy))
+    graph = parse_graph({"nodes": {
+        "m": {"type": "sd.load_model", "inputs": {}},
+        "l": {"type": "sd.lora", "inputs": {"unet": {"node": "m", "output": "unet"}, "lora": "replaced.safetensors",
+                                           "text_encoder": {"node": "m", "output": "text_encoder"}}},
+    }})
+    paths = PathResolver.create([tmp_path])
+
+    def key() -> str:
+        checked = check(graph, sd_registry, paths)
+        assert checked.ok, checked.errors
+        return make_plan(checked, sd_registry, targets=["l"], paths=paths, models=ModelStore(device="cpu")).keys["l"]
+
+    before = key()
+    assert key() == before
     copy.write_bytes(kohya_file.read_bytes()[:-1])
-    assert lora_node.ApplyLora().fingerprint(ctx, lora=str(copy)) != before
+    assert key() != before
 
 
 def test_lora_node_names_a_missing_file() -> None:
-    ctx = Context(node_id="1", node_type="sd.lora")
+    ctx = Context(node_id="1", node_type="sd.lora", model_store=ModelStore(device="cpu"))
     with pytest.raises(FileNotFoundError, match="LoRA file 'nope.safetensors' not found"):
         lora_node.ApplyLora().run(ctx, unet=None, text_encoder=None, lora="nope.safetensors", strength_unet=1.0, strength_text=1.0)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
 from models_tiny import ldm_checkpoint, tiny_text_encoder, tiny_unet, tiny_vae
+from nodeflow_nodes.sd.load import LoadModel
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -23,7 +24,6 @@ from nodeflow.models.single_file import (
     read_state_dict,
 )
 from nodeflow.node import Context
-from nodes.sd.load import LoadModel
 
 
 @pytest.fixture(autouse=True)
@@ -203,20 +203,20 @@ def test_model_store_loads_a_single_file_once_and_shares_it(sd_file: Path) -> No
 
 def test_load_model_node_loads_a_single_file_through_the_store(sd_file: Path, tiny: dict) -> None:
     store = ModelStore(device="cpu")
-    out = LoadModel().run(Context(node_id="1", node_type="sd.load_model", models=store), model=str(sd_file), dtype="fp32", device="cpu")
-    assert _same_weights(out["unet"], tiny["unet"]) and out["scheduler"]["_class_name"] == "PNDMScheduler"
+    out = LoadModel().run(Context(node_id="1", node_type="sd.load_model", model_store=store), model=str(sd_file), dtype="fp32", device="cpu")
+    assert _same_weights(out["unet"], tiny["unet"]) and out["scheduler_config"]["_class_name"] == "PNDMScheduler"
 
 
 def test_load_model_node_names_a_missing_path() -> None:
-    ctx = Context(node_id="1", node_type="sd.load_model", models=ModelStore(device="cpu"))
-    with pytest.raises(ValueError, match="/no/such/model.safetensors"):
+    ctx = Context(node_id="1", node_type="sd.load_model", model_store=ModelStore(device="cpu"))
+    with pytest.raises(FileNotFoundError, match="/no/such/model.safetensors"):
         LoadModel().run(ctx, model="/no/such/model.safetensors", dtype="fp32", device="cpu")
 
 
 def test_load_model_fingerprint_changes_when_the_file_is_replaced(tmp_path: Path) -> None:
     path = tmp_path / "m.safetensors"
     save_file({"a": torch.zeros(1)}, str(path))
-    ctx = Context(node_id="1", node_type="sd.load_model")
+    ctx = Context(node_id="1", node_type="sd.load_model", model_store=ModelStore(device="cpu"))
     before = LoadModel().fingerprint(ctx, model=str(path), dtype="fp32", device="cpu")
     save_file({"a": torch.zeros(2)}, str(path))
     assert LoadModel().fingerprint(ctx, model=str(path), dtype="fp32", device="cpu") != before

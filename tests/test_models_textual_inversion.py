@@ -10,18 +10,18 @@ import pytest
 import torch
 from diffusers import StableDiffusionPipeline
 from models_tiny import TEXT_HIDDEN, clip_tokenizer, tiny_text_encoder
+from nodeflow_nodes.sd.text import Tokenize
+from nodeflow_nodes.sd.textual_inversion import TextualInversion
 from PIL import Image
 from safetensors.torch import save_file
 
 from nodeflow.cli import main
-from nodeflow.demo import make_embedding
 from nodeflow.models import DEFAULT_MODEL, ModelStore
 from nodeflow.models.single_file import PickleRefused
 from nodeflow.models.textual_inversion import EmbeddingError, add_embedding, read_embedding
 from nodeflow.node import Context
-from nodeflow.types import Embedding
-from nodes.sd.text import Tokenize
-from nodes.sd.textual_inversion import TextualInversion
+from nodeflow.values import Embedding
+from tools.demo import make_embedding
 
 BASE_VOCAB = 49408
 
@@ -49,7 +49,7 @@ def diffusers_file(tmp_path_factory: pytest.TempPathFactory, vector: torch.Tenso
 
 
 def _run_node(store, tokenizer, text_encoder, path: Path, token: str = "") -> dict:
-    ctx = Context(node_id="1", node_type="sd.textual_inversion", models=store)
+    ctx = Context(node_id="1", node_type="sd.textual_inversion", model_store=store)
     return TextualInversion().run(ctx, tokenizer=tokenizer, text_encoder=text_encoder, embedding=str(path), token=token)
 
 
@@ -180,7 +180,7 @@ def test_textual_inversion_workflow_pixels_equal_pipeline_with_load_textual_inve
 
 @pytest.mark.skipif(not (DEFAULT_MODEL / "model_index.json").is_file(), reason="the embedded default model is not built")
 def test_shipped_digit_eight_embedding_is_the_mean_of_eight_and_8_in_the_default_model() -> None:
-    # Fails when the default model is retrained without rerunning nodeflow/demo/make_embedding.py.
+    # Fails when the default model is retrained without rerunning tools/demo/make_embedding.py.
     parts = ModelStore(device="cpu").load_sd("default")
     shipped = read_embedding(make_embedding.OUT)
     assert shipped.token == make_embedding.TOKEN

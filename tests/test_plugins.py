@@ -74,7 +74,7 @@ def nodes_json(*args: Any, cwd: Path, pythonpath: list[Path] = (), env: dict[str
 def registry_with_core() -> Registry:
     """A registry holding the built-in ``core`` pack only (the SD pack is slow to import)."""
     registry = Registry()
-    registry.load_pack("core", lambda: importlib.import_module("nodes.core"))
+    registry.load_pack("core", lambda: importlib.import_module("nodeflow_nodes.core"))
     return registry
 
 

@@ -24,14 +24,16 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'node
 
 from PIL import Image  # noqa: E402
 
-from nodeflow.backends import LocalBackend  # noqa: E402
+from nodeflow.backends import (
+    Backend,  # noqa: E402
+    LocalBackend,  # noqa: E402
+)
 from nodeflow.backends.ray import RayBackend, loopback_only  # noqa: E402
 from nodeflow.cli import resolve_graph_path  # noqa: E402
 from nodeflow.graph import load_graph, parse_graph  # noqa: E402
 from nodeflow.node import CancelToken, Event  # noqa: E402
 from nodeflow.registry import build_registry  # noqa: E402
 from nodeflow.server import ServerConfig, start_server  # noqa: E402
-from nodeflow.server.backend import ExecutionBackend  # noqa: E402
 from nodeflow.sweep import expand, run_sweep  # noqa: E402
 
 PLUGINS = Path(__file__).resolve().parent / "sweep_plugins"
@@ -174,7 +176,7 @@ def wait_until_every_worker_is_up(backend: RayBackend, timeout: float = 30.0) ->
 
 def test_the_ray_backend_is_a_server_execution_backend_reporting_every_worker(ray_backend):
     wait_until_every_worker_is_up(ray_backend)
-    assert isinstance(ray_backend, ExecutionBackend)
+    assert isinstance(ray_backend, Backend)
     assert ray_backend.device_info()["type"] == "ray"
     assert len(ray_backend.cache_stats()["workers"]) == WORKERS
 

@@ -9,17 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from nodeflow_nodes.sd.images import GRAPH_CHUNK, LoadImage
+from nodeflow_nodes.sd.latents import Img2ImgInit, NoiseLatents
+from nodeflow_nodes.sd.sampling import SchedulerStep, UNetStep
+from nodeflow_nodes.sd.schedulers import FRIENDLY, Scheduler, make_scheduler
+from nodeflow_nodes.sd.text import TextEncode, Tokenize
 from PIL import Image as PILImage
 
 from nodeflow.cache import Cache
 from nodeflow.executor import Executor
+from nodeflow.files import PathResolver
 from nodeflow.node import Context
-from nodeflow.types import Image, Latents, NoisePred
-from nodes.sd.images import GRAPH_CHUNK, LoadImage
-from nodes.sd.latents import Img2ImgInit, NoiseLatents
-from nodes.sd.sampling import SchedulerStep, UNetStep
-from nodes.sd.schedulers import FRIENDLY, Scheduler, make_scheduler
-from nodes.sd.text import TextEncode, Tokenize
+from nodeflow.values import Image, Latents, NoisePred
 
 pytestmark = pytest.mark.usefixtures("sd_one_thread")
 
@@ -107,7 +108,7 @@ def test_a_scheduler_step_leaves_its_input_state_unchanged(sd):
 
     assert torch.equal(first["next_latents"].samples, second["next_latents"].samples)
     assert state.scheduler.model_outputs == snapshot["model_outputs"] and state.scheduler.step_index is None
-    assert first["next_timesteps"].index == 1 and first["next_timesteps"].scheduler.step_index == 1
+    assert first["next_scheduler"].index == 1 and first["next_scheduler"].scheduler.step_index == 1
 
 
 def test_a_scheduler_step_refuses_an_unguided_prediction_pair(sd):
@@ -218,17 +219,20 @@ def test_preview_image_writes_into_previews_and_reports_kind_preview(sd_registry
     assert [(Path(o["path"]).parent.name, o["kind"]) for o in result.outputs] == [("previews", "preview")]
 
 
-def test_load_image_fingerprint_changes_when_the_file_changes(tmp_path):
+def test_load_image_reruns_when_the_file_changes(tmp_path, sd_registry):
     path = _picture(tmp_path / "a.png", 1)
-    before = LoadImage().fingerprint(ctx(), str(path))
+    graph = {"nodes": {"img": {"type": "sd.load_image", "inputs": {"path": str(path)}},
+                       "show": {"type": "core.show", "inputs": {"value": {"node": "img", "output": "width"}}}}}
+    executor = Executor(sd_registry, Cache())
+    assert executor.run(graph).nodes["img"].status == "ran"
+    assert executor.run(graph).nodes["show"].status == "cached"
     _picture(path, 2)
-    assert LoadImage().fingerprint(ctx(), str(path)) != before
+    assert executor.run(graph).nodes["img"].status == "ran"
 
 
-def test_load_image_finds_relative_paths_in_the_input_dir(tmp_path, monkeypatch):
+def test_load_image_finds_relative_paths_in_the_resolver_folders(tmp_path):
     _picture(tmp_path / "pic.png", 1)
-    monkeypatch.setenv("NODEFLOW_INPUT_DIR", str(tmp_path))
-    out = LoadImage().run(ctx(), "pic.png")
+    out = LoadImage().run(ctx(paths=PathResolver.create([tmp_path])), "pic.png")
     assert (out["width"], out["height"]) == (12, 8) and isinstance(out["image"], Image)
 
 

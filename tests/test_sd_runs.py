@@ -30,7 +30,9 @@ def test_a_seed_change_on_a_warm_run_recomputes_noise_denoise_and_decode_only(ti
     statuses = {node: report.status for node, report in warm.nodes.items()}
     assert warm.status == "succeeded"
     assert {n for n, s in statuses.items() if s == "ran"} == {"noise", "denoise", "decode", "save"}
-    assert all(statuses[n] == "cached" for n in ("load", "prompt", "negative", "encode_prompt", "encode_negative", "scheduler"))
+    assert all(statuses[n] == "cached" for n in ("load", "encode_prompt", "encode_negative", "scheduler"))
+    # The tokenizers only feed the (cached) encoders: not needed at all this time.
+    assert statuses["prompt"] == statuses["negative"] == "not_needed"
 
 
 def test_cancelling_at_the_first_progress_event_stops_the_denoise_loop_after_one_step(tiny_sd_dir, sd_registry, sd_models, tmp_path):
@@ -67,7 +69,7 @@ def test_the_denoise_node_reports_progress_every_step_and_previews_the_last(tiny
 
 
 def test_previews_come_every_step_when_steps_are_slower_than_the_preview_interval(tiny_sd_dir, sd_registry, sd_models, tmp_path, monkeypatch):
-    monkeypatch.setattr("nodes.sd.sampling.PREVIEW_INTERVAL", 0.0)
+    monkeypatch.setattr("nodeflow_nodes.sd.sampling.PREVIEW_INTERVAL", 0.0)
     events: list[Event] = []
 
     Executor(sd_registry, Cache(), sd_models).run(load_graph(WORKFLOWS / "txt2img.json"), inputs=_inputs(tiny_sd_dir, steps=4),

@@ -58,7 +58,14 @@ def test_a_missing_path_is_an_error_naming_it(tmp_path):
         ModelStore().load_sd(tmp_path / "nothere")
 
 
-def test_a_folder_that_is_not_an_sd_model_is_an_error_naming_the_missing_part(tmp_path):
+def test_a_folder_that_is_not_a_model_is_refused_before_anything_walks_it(tmp_path):
+    (tmp_path / "deep" / "er").mkdir(parents=True)
+    with pytest.raises(ModelLoadError, match="is a folder but not a model"):
+        ModelStore().load_sd(tmp_path)
+
+
+def test_a_model_folder_missing_a_part_is_an_error_naming_the_missing_part(tmp_path):
+    (tmp_path / "model_index.json").write_text("{}")
     with pytest.raises(ModelLoadError, match="'tokenizer/' is missing"):
         ModelStore().load_sd(tmp_path)
 

@@ -37,7 +37,7 @@ def test_four_explicit_triples_equal_the_denoise_node(scheduler, steps, tiny_sd_
                             output_dir=tmp_path, targets=["step_4"])
 
     assert loop.status == unrolled.status == "succeeded", (loop.errors, unrolled.errors)
-    final_state = unrolled.values["step_4"]["next_timesteps"]
+    final_state = unrolled.values["step_4"]["next_scheduler"]
     assert final_state.remaining == 0
     assert torch.equal(unrolled.values["step_4"]["next_latents"].samples, loop.values["denoise"]["denoised"].samples)
 

@@ -52,7 +52,12 @@ async def test_the_nodes_endpoint_returns_the_registry_catalogue(tmp_path):
             body = await resp.json()
     Catalogue.model_validate(body)
     assert set(body["nodes"]) == set(registry.ids())
-    assert body["types"] == registry.catalogue()["types"]
+    expected = registry.catalogue()
+    assert body["vocabulary"] == expected["vocabulary"]
+    assert body["types"]["matrix"] == expected["types"]["matrix"]
+    for name, info in expected["types"]["types"].items():
+        assert body["types"]["types"][name]["description"] == info["description"]
+        assert body["types"]["types"][name]["color"]  # the editor's colour, added by the server
 
 
 async def test_a_run_record_matches_its_documented_model(tmp_path):

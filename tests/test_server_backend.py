@@ -7,7 +7,7 @@ from typing import Any
 
 from server_support import int_graph, serving, small_registry
 
-from nodeflow.server import ExecutionBackend, LocalBackend
+from nodeflow.server import Backend, LocalBackend
 
 
 class _Recording(LocalBackend):
@@ -17,9 +17,9 @@ class _Recording(LocalBackend):
         super().__init__(small_registry())
         self.folders: list[Path] = []
 
-    def run(self, graph: Any, inputs: Any, output_dir: Path, on_event: Any, cancel: Any) -> Any:
+    def run(self, graph: Any, inputs: Any, output_dir: Path, on_event: Any, cancel: Any, paths: Any = None) -> Any:
         self.folders.append(output_dir)
-        return super().run(graph, inputs, output_dir, on_event, cancel)
+        return super().run(graph, inputs, output_dir, on_event, cancel, paths)
 
 
 class _Exploding(LocalBackend):
@@ -29,15 +29,15 @@ class _Exploding(LocalBackend):
         super().__init__(small_registry())
         self.calls = 0
 
-    def run(self, graph: Any, inputs: Any, output_dir: Path, on_event: Any, cancel: Any) -> Any:
+    def run(self, graph: Any, inputs: Any, output_dir: Path, on_event: Any, cancel: Any, paths: Any = None) -> Any:
         self.calls += 1
         if self.calls == 1:
             raise ConnectionError("cluster went away")
-        return super().run(graph, inputs, output_dir, on_event, cancel)
+        return super().run(graph, inputs, output_dir, on_event, cancel, paths)
 
 
 def test_the_local_backend_satisfies_the_backend_protocol():
-    assert isinstance(LocalBackend(small_registry()), ExecutionBackend)
+    assert isinstance(LocalBackend(small_registry()), Backend)
 
 
 async def test_an_injected_backend_runs_each_run_in_its_own_output_folder(tmp_path):

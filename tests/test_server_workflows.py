@@ -114,12 +114,12 @@ async def test_running_an_unknown_workflow_is_refused_with_400(tmp_path):
     assert resp.status == 400 and body["code"] == "unknown_workflow"
 
 
-@pytest.mark.skipif(not TXT2IMG.is_file(), reason="workflows/txt2img.json is not written yet")
 async def test_the_txt2img_workflow_runs_with_its_prompt_and_a_tiny_model(tmp_path, tiny_sd_dir):
     from nodeflow.registry import build_registry
 
     inputs = {"prompt": "a red square", "model": str(tiny_sd_dir), "steps": 2, "width": 64, "height": 64}
-    async with serving(tmp_path / "data", registry=build_registry(), builtin_workflows_dir=TXT2IMG.parent) as c:
+    async with serving(tmp_path / "data", registry=build_registry(), builtin_workflows_dir=TXT2IMG.parent,
+                       allow_read=[tiny_sd_dir]) as c:
         async with c.session.post("/api/runs", json={"workflow": "txt2img", "inputs": inputs}) as resp:
             body = await resp.json()
         assert resp.status == 202, body
@@ -131,8 +131,6 @@ async def test_the_txt2img_workflow_runs_with_its_prompt_and_a_tiny_model(tmp_pa
     assert png.startswith(b"\x89PNG")
 
 
-@pytest.mark.skipif(not (TXT2IMG.is_file() and DEFAULT_MODEL.is_dir()),
-                    reason="needs workflows/txt2img.json and the embedded model in nodeflow/default_model")
 async def test_the_txt2img_workflow_runs_with_only_a_prompt(tmp_path):
     from nodeflow.registry import build_registry
 
@@ -146,3 +144,25 @@ async def test_the_txt2img_workflow_runs_with_only_a_prompt(tmp_path):
         async with c.session.get(images[0]["url"]) as image:
             png = await image.read()
     assert png.startswith(b"\x89PNG")
+
+
+async def test_a_graph_naming_a_file_outside_the_servers_folders_is_refused_without_saying_whether_it_exists(tmp_path, tiny_sd_dir):
+    from nodeflow.registry import build_registry
+
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(b"not really a png")
+    answers = []
+    async with serving(tmp_path / "data", registry=build_registry(), builtin_workflows_dir=TXT2IMG.parent) as c:
+        for path in (str(secret), str(tmp_path / "absent.png"), "../../secret.png"):
+            graph = {"nodes": {"img": {"type": "sd.load_image", "inputs": {"path": path}},
+                               "show": {"type": "core.show", "inputs": {"value": {"node": "img", "output": "width"}}}}}
+            async with c.session.post("/api/runs", json={"graph": graph}) as resp:
+                answers.append((resp.status, await resp.json()))
+        async with c.session.post("/api/runs", json={"workflow": "txt2img", "inputs": {"model": str(tiny_sd_dir)}}) as resp:
+            model_answer = (resp.status, await resp.json())
+    for status, body in answers:
+        assert status == 400 and body["errors"][0]["code"] == "missing_file" and body["errors"][0]["input"] == "path"
+    existing, absent, dotted = (body["errors"][0]["message"] for _, body in answers)
+    assert existing.replace(str(secret), "X") == absent.replace(str(tmp_path / "absent.png"), "X")
+    assert "not among this server's files" in dotted
+    assert model_answer[0] == 400 and model_answer[1]["errors"][0]["input"] == "model"

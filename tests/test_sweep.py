@@ -16,10 +16,10 @@ import pytest
 from PIL import Image
 
 from nodeflow.backends import Backend, LocalBackend
+from nodeflow.backends import Backend as ExecutionBackend
 from nodeflow.cli import main
 from nodeflow.graph import parse_graph
 from nodeflow.registry import build_registry
-from nodeflow.server.backend import ExecutionBackend
 from nodeflow.sweep import (
     SweepUsageError,
     expand,

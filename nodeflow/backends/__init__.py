@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .base import Backend, EventCallback, GraphLike, JobResult
+from ..executor import GraphLike
+from ..registry import Registry
+from .base import Backend, EventCallback, JobResult
 from .local import LocalBackend
 
 BACKENDS = ("local", "ray")
@@ -20,27 +22,35 @@ BACKENDS = ("local", "ray")
 def make_backend(
     name: str,
     *,
+    registry: Registry | None = None,
     plugin_dirs: Sequence[str | Path] = (),
     address: str | None = None,
     workers: int | None = None,
     threads: int | None = None,
+    models: Any = None,
     **options: Any,
 ) -> Backend:
     """The backend called ``name`` (``local`` or ``ray``).
 
-    ``plugin_dirs`` are the extra node-pack folders (for Ray they must exist on every
-    worker machine); ``address`` and ``workers`` apply to Ray; ``threads`` pins torch's
-    CPU threads (per worker on Ray). Other ``options`` go to the backend's
+    ``registry`` (local; built from ``plugin_dirs`` when not given) and ``plugin_dirs``
+    (for Ray they must exist on every worker machine); ``address`` applies to Ray;
+    ``workers`` is how many jobs run at once; ``threads`` pins torch's CPU threads per
+    worker; ``models`` is the local model store (Ray workers build their own from
+    ``device``/``dtype``/``allow_pickle`` options). Other ``options`` go to the backend's
     constructor. Raises ``ValueError`` for an unknown name and
     :class:`~nodeflow.backends.ray.RayUnavailable` when Ray is missing or unreachable.
     """
     if name == "local":
-        from ..registry import build_registry
+        if registry is None:
+            from ..registry import build_registry
 
-        return LocalBackend(build_registry(list(plugin_dirs)), threads=threads, **options)
+            registry = build_registry(list(plugin_dirs))
+        return LocalBackend(registry, models=models, workers=workers or 1, threads=threads, **options)
     if name == "ray":
         from .ray import RayBackend
 
+        if models is not None:
+            options = {"device": models.device, "dtype": models.dtype, "allow_pickle": models.allow_pickle, **options}
         return RayBackend(address=address, workers=workers, plugin_dirs=list(plugin_dirs), threads=threads, **options)
     raise ValueError(f"unknown backend {name!r} (choose {' or '.join(BACKENDS)})")
 

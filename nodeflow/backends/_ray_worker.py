@@ -54,7 +54,7 @@ class RayWorker:
         index: int,
         plugin_dirs: list[str],
         device: str | None = None,
-        dtype: str = "fp32",
+        dtype: str | None = None,
         threads: int | None = None,
         cache_budget_bytes: int | None = None,
         allow_pickle: bool = False,
@@ -86,14 +86,14 @@ class RayWorker:
         """Who this worker is: ``label``, ``host``, ``pid``, ``registry_errors`` (also a liveness ping)."""
         return {"label": self.label, "host": socket.gethostname(), "pid": os.getpid(), "registry_errors": self.registry_errors}
 
-    def run(self, job_id: str, graph: Any, inputs: dict[str, Any], stream: bool) -> dict[str, Any]:
+    def run(self, job_id: str, graph: Any, inputs: dict[str, Any], stream: bool, paths: Any = None) -> dict[str, Any]:
         """Run one job; returns ``result`` (a RunResult), ``files``, the ``events`` not yet taken, ``worker``.
 
         ``files`` maps each output path in the result that was not already sent with
         an ``output`` event to a :data:`FileBlob`. ``result.values`` keeps plain JSON
         values only (tensors and models stay on the worker).
         """
-        from ..node import CancelToken
+        from ..context import CancelToken
 
         job = _Job(stream, self.scratch / job_id, CancelToken())
         with self._lock:
@@ -104,7 +104,7 @@ class RayWorker:
         try:
             with self._run_lock:
                 result = self.executor.run(graph, inputs=inputs, output_dir=job.job_dir,
-                                           on_event=lambda e: self._record(job, e), cancel=job.token)
+                                           on_event=lambda e: self._record(job, e), cancel=job.token, paths=paths)
             files = {o["path"]: self._blob(o["path"], job.job_dir) for o in result.outputs if o["path"] not in job.sent}
             result.values = {node: {k: v for k, v in values.items() if _is_plain(v)} for node, values in result.values.items()}
         finally:

@@ -6,9 +6,8 @@ which worker ran the job and how many attempts it took. Two ways in:
 
 * :meth:`Backend.submit` queues a job and returns a :class:`concurrent.futures.Future`;
   the sweep submits every job and collects them as they finish;
-* :meth:`Backend.run` runs one job and blocks; this is the server's
-  ``ExecutionBackend.run`` (``nodeflow/server/backend.py``), so a backend here is
-  also a server backend.
+* :meth:`Backend.run` runs one job and blocks; this is what the server's worker calls,
+  so every backend here is also a server backend.
 
 Whatever the backend, when a job's future resolves its files are on *this* machine,
 under the ``output_dir`` given, and ``result.outputs`` holds their local paths. A
@@ -26,12 +25,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from ..executor import RunResult
-from ..graph import GraphDoc
-from ..node import CancelToken, Event
-
-GraphLike = GraphDoc | dict[str, Any] | str | bytes
-"""What a job's graph may be: a parsed document, its JSON data, or JSON text."""
+from ..context import CancelToken
+from ..events import Event
+from ..executor import GraphLike, RunResult
+from ..files import PathResolver
 
 EventCallback = Callable[[Event], None]
 
@@ -76,8 +73,12 @@ class Backend(Protocol):
         output_dir: Path,
         on_event: EventCallback | None = None,
         cancel: CancelToken | None = None,
+        paths: PathResolver | None = None,
     ) -> Future[JobResult]:
-        """Queue one job. ``on_event`` receives its events while it runs (from a backend thread)."""
+        """Queue one job. ``on_event`` receives its events while it runs (from a backend thread).
+
+        ``paths`` resolves the file names in the graph (the server's is confined to its folders).
+        """
         ...
 
     def run(
@@ -87,6 +88,7 @@ class Backend(Protocol):
         output_dir: Path,
         on_event: EventCallback,
         cancel: CancelToken,
+        paths: PathResolver | None = None,
     ) -> RunResult:
         """Run one job and wait for it (the server worker's call)."""
         ...

@@ -1,10 +1,11 @@
-"""The local backend: jobs run one after another in this process, on one executor.
+"""The local backend: jobs run in this process, on one executor, ``workers`` at a time.
 
 One :class:`~nodeflow.executor.Executor` with one cache and one model store serves
-every job, so models load once and shared upstream results (a prompt encoded once
-for sixteen seeds) come from the cache. Jobs run on one background thread in
-submission order: a second thread would only fight the first for the cores torch
-already uses, so ``capacity`` is 1. Scaling out is the Ray backend's job.
+every job, so models load once (and are held once, whatever the number of workers)
+and shared upstream results (a prompt encoded once for sixteen seeds) come from the
+cache. Each worker is a thread; the cores are split between them (each worker's torch
+uses ``cores // workers`` threads, or ``threads`` when given) rather than every worker
+taking all of them, which on a shared CPU only makes the threads fight.
 """
 
 from __future__ import annotations
@@ -15,41 +16,46 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from .. import threads as cpu_threads
 from ..cache import Cache
-from ..executor import Executor, RunResult
-from ..node import CancelToken
+from ..context import CancelToken, ModelStoreAPI
+from ..executor import Executor, GraphLike
+from ..files import PathResolver
 from ..registry import Registry
-from .base import EventCallback, GraphLike, JobResult
+from .base import EventCallback, JobResult
 
 
 class LocalBackend:
     """Runs jobs in this process (see the module docstring).
 
-    ``threads`` sets torch's CPU thread count for the process (``None`` leaves it);
-    pin it when comparing pixels with another backend, since CPU kernels may sum in
-    a different order with a different number of threads.
+    ``workers``: jobs at a time (threads). ``threads``: torch CPU threads per worker
+    (default: the cores this process may use divided by ``workers``); pin it when
+    comparing pixels with another backend, since CPU kernels may sum in another order
+    with another thread count. ``paths``: the default path resolver for jobs.
     """
 
     name = "local"
 
-    def __init__(self, registry: Registry, cache: Cache | None = None, models: Any = None, *, threads: int | None = None):
+    def __init__(self, registry: Registry, cache: Cache | None = None, models: ModelStoreAPI | None = None, *,
+                 workers: int = 1, threads: int | None = None, paths: PathResolver | None = None):
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, not {workers}")
         if models is None:
             from ..models import ModelStore
 
             models = ModelStore()
         self.cache = cache if cache is not None else Cache()
         self.models = models
-        self.executor = Executor(registry, cache=self.cache, models=self.models)
-        if threads is not None:
-            import torch
-
-            torch.set_num_threads(threads)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nodeflow-local")
+        self.executor = Executor(registry, cache=self.cache, models=self.models, paths=paths)
+        self.workers = workers
+        self.threads_per_worker = cpu_threads.share(workers, threads)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nodeflow-local",
+                                        initializer=cpu_threads.apply, initargs=(self.threads_per_worker,))
 
     @property
     def capacity(self) -> int:
-        """Always 1: jobs run one at a time."""
-        return 1
+        """How many jobs run at once."""
+        return self.workers
 
     def submit(
         self,
@@ -58,9 +64,10 @@ class LocalBackend:
         output_dir: Path,
         on_event: EventCallback | None = None,
         cancel: CancelToken | None = None,
+        paths: PathResolver | None = None,
     ) -> Future[JobResult]:
-        """Queue a job on the backend's thread."""
-        return self._pool.submit(self._run, graph, inputs, Path(output_dir), on_event, cancel)
+        """Queue a job for the next free worker thread."""
+        return self._pool.submit(self._run, graph, inputs, Path(output_dir), on_event, cancel, paths)
 
     def run(
         self,
@@ -69,13 +76,14 @@ class LocalBackend:
         output_dir: Path,
         on_event: EventCallback,
         cancel: CancelToken,
-    ) -> RunResult:
+        paths: PathResolver | None = None,
+    ) -> JobResult:
         """Run one job and wait for it."""
-        return self.submit(graph, inputs, output_dir, on_event, cancel).result()
+        return self.submit(graph, inputs, output_dir, on_event, cancel, paths).result()
 
-    def _run(self, graph: GraphLike, inputs: dict[str, Any], output_dir: Path,
-             on_event: EventCallback | None, cancel: CancelToken | None) -> JobResult:
-        result = self.executor.run(graph, inputs=inputs, output_dir=output_dir, on_event=on_event, cancel=cancel)  # type: ignore[arg-type]
+    def _run(self, graph: GraphLike, inputs: dict[str, Any], output_dir: Path, on_event: EventCallback | None,
+             cancel: CancelToken | None, paths: PathResolver | None) -> JobResult:
+        result = self.executor.run(graph, inputs=inputs, output_dir=output_dir, on_event=on_event, cancel=cancel, paths=paths)
         return JobResult.of(result)
 
     def cache_stats(self) -> dict[str, Any]:
@@ -98,11 +106,11 @@ class LocalBackend:
         mps = getattr(torch.backends, "mps", None)
         if mps is not None and mps.is_available():
             return {"type": "mps", "name": "Apple MPS"}
-        return {"type": "cpu", "name": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                "cpus": os.cpu_count()}
+        return {"type": "cpu", "name": platform.processor() or platform.machine(), "threads": self.threads_per_worker,
+                "workers": self.workers, "cpus": os.cpu_count()}
 
     def close(self) -> None:
-        """Finish the job in progress, drop queued ones, empty the cache."""
+        """Finish the jobs in progress, drop queued ones, empty the cache."""
         self._pool.shutdown(wait=True, cancel_futures=True)
         self.cache.clear()
 

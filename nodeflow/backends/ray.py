@@ -40,7 +40,6 @@ private single-machine Ray is started bound to 127.0.0.1, without its dashboard;
 from __future__ import annotations
 
 import collections
-import ipaddress
 import logging
 import os
 import queue
@@ -53,11 +52,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from ..context import CancelToken
 from ..errors import Cancelled, ErrorInfo
-from ..executor import RunResult
+from ..events import Event
+from ..executor import GraphLike, RunResult
+from ..files import PathResolver
 from ..graph import GraphDoc
-from ..node import CancelToken, Event
-from .base import EventCallback, GraphLike, JobResult
+from ..net import is_loopback
+from .base import EventCallback, JobResult
 
 log = logging.getLogger("nodeflow.ray")
 
@@ -90,15 +92,7 @@ def import_ray(address: str | None = None) -> Any:
 
 def is_loopback_address(address: str | None) -> bool:
     """Whether ``address`` (``None``, ``host:port``, ``ray://host:port``) names this machine's loopback; ``auto`` does not."""
-    if address is None:
-        return True
-    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback(address)
 
 
 def loopback_only(ray: Any) -> bool:
@@ -150,6 +144,7 @@ class _Job:
     on_event: EventCallback | None
     cancel: CancelToken | None
     future: Future[JobResult]
+    paths: PathResolver | None = None
     attempts: int = 0
     avoid: set[int] = field(default_factory=set)
     cancel_sent: bool = False
@@ -195,7 +190,7 @@ class RayBackend:
         workers: int | None = None,
         plugin_dirs: Sequence[str | Path] = (),
         device: str | None = None,
-        dtype: str = "fp32",
+        dtype: str | None = None,
         cpus_per_worker: float = 1,
         threads: int | None = None,
         cache_budget_bytes: int | None = None,
@@ -283,14 +278,15 @@ class RayBackend:
         output_dir: Path,
         on_event: EventCallback | None = None,
         cancel: CancelToken | None = None,
+        paths: PathResolver | None = None,
     ) -> Future[JobResult]:
-        """Queue a job for the next idle worker."""
+        """Queue a job for the next idle worker (``paths`` must name folders that exist on the workers' machines)."""
         if self._closed:
             raise RuntimeError("the Ray backend is closed")
         if isinstance(graph, GraphDoc):
             graph = graph.model_dump(mode="json")  # plain data travels to any worker version
         future: Future[JobResult] = Future()
-        self._inbox.put(_Job(uuid.uuid4().hex, graph, dict(inputs), Path(output_dir), on_event, cancel, future))
+        self._inbox.put(_Job(uuid.uuid4().hex, graph, dict(inputs), Path(output_dir), on_event, cancel, future, paths))
         return future
 
     def run(
@@ -300,9 +296,10 @@ class RayBackend:
         output_dir: Path,
         on_event: EventCallback,
         cancel: CancelToken,
+        paths: PathResolver | None = None,
     ) -> RunResult:
         """Run one job on a worker and wait for it (events arrive while it runs)."""
-        return self.submit(graph, inputs, output_dir, on_event, cancel).result()
+        return self.submit(graph, inputs, output_dir, on_event, cancel, paths).result()
 
     def cache_stats(self) -> dict[str, Any]:
         """The workers' cache counters summed, and each worker's under ``workers``."""
@@ -427,7 +424,7 @@ class RayBackend:
             job.written = {}
             job.next_poll = time.monotonic() + self.poll_interval
             slot.state, slot.job, slot.busy_since = "busy", job, time.monotonic()
-            slot.run_ref = slot.handle.run.remote(job.id, job.graph, job.inputs, job.on_event is not None)
+            slot.run_ref = slot.handle.run.remote(job.id, job.graph, job.inputs, job.on_event is not None, job.paths)
 
     def _pick(self, slot: _Slot) -> _Job | None:
         """The first queued job that does not avoid ``slot``; else one that every live worker failed."""

@@ -11,8 +11,6 @@ base untouched and costs memory only for what changed.
 from __future__ import annotations
 
 import copy
-import os
-from pathlib import Path
 from typing import TypeVar
 
 import torch
@@ -39,11 +37,4 @@ def replace_parameter(module: torch.nn.Module, name: str, value: torch.Tensor) -
     setattr(owner, attr, torch.nn.Parameter(value, requires_grad=False))
 
 
-def file_stamp(path: str | Path) -> tuple[str, int, int]:
-    """(real path, size, mtime_ns) of a file: the identity a cache key needs so a replaced file reloads."""
-    real = os.path.realpath(Path(path).expanduser())
-    st = os.stat(real)
-    return real, st.st_size, st.st_mtime_ns
-
-
-__all__ = ["shared_copy", "replace_parameter", "file_stamp"]
+__all__ = ["shared_copy", "replace_parameter"]

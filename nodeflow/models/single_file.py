@@ -35,10 +35,9 @@ from typing import Any
 
 import torch
 
+from ..resources import CONFIGS_DIR  # the shipped config skeletons, one folder per variant
 from .store import DTYPES, SDComponents, pipeline_scheduler_config
 
-#: The shipped config skeletons, one folder per variant.
-CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 #: The CLIP tokenizer files shared by every SD 1.x variant.
 TOKENIZER_DIR = CONFIGS_DIR / "sd1" / "tokenizer"
 
@@ -94,12 +93,26 @@ def read_state_dict(path: str | Path, allow_pickle: bool = False) -> dict[str, t
     try:
         data: Any = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path}: cannot be read with torch.load(weights_only=True): {exc}") from exc
+        raise CheckpointError(f"{path}: cannot be read with torch.load(weights_only=True): {_unpickler_reason(exc)}."
+                              " nodeflow never unpickles arbitrary objects; convert the file to .safetensors") from exc
     while isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
         data = data["state_dict"]
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: holds a {type(data).__name__}, not a dict of tensors")
     return data
+
+
+def _unpickler_reason(exc: Exception) -> str:
+    """The reason in torch's weights-only error, without its advice to load with weights_only=False.
+
+    That advice is torch's, for its own API; nodeflow does not offer the option, so
+    repeating it would only mislead.
+    """
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    found = re.search(r"WeightsUnpickler error: ([^\n]*?)(?: Please use `torch| was not an allowed|$)", text, re.M)
+    if found:
+        return found.group(1).strip()
+    return text.splitlines()[0].strip() if text.strip() else type(exc).__name__
 
 
 def detect_variant(checkpoint: dict[str, torch.Tensor], name: str = "checkpoint") -> str:

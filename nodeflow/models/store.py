@@ -1,14 +1,17 @@
 """The model store: each component loaded once per process, shared across runs.
 
-Entries are keyed by real path + size + mtime + dtype + device, so a file replaced on
-disk is loaded again and two dtypes of one model coexist. For a diffusers folder the
-size is the sum over its weight and config files and the mtime their latest.
+Entries are keyed by the path's stamp (:func:`nodeflow.files.stamp`: real path, size,
+mtime; for a diffusers folder, over the files its loaders read) plus dtype and device,
+so a file replaced on disk is loaded again and two dtypes of one model coexist.
 
-CONTRACT (do not change the shape without telling the others):
-``ModelStore.load_sd(path, dtype=None, device=None) -> SDComponents`` where ``path`` is
-a diffusers folder, a single-file ``.safetensors`` checkpoint (handled by
-:mod:`nodeflow.models.single_file`), or ``"default"`` (the embedded model in
-``nodeflow/default_model``).
+:class:`ModelStore` implements :class:`nodeflow.context.ModelStoreAPI`, the interface
+nodes see as ``ctx.models``: ``load_sd(path, dtype=None, device=None) -> SDComponents``
+where ``path`` is a diffusers folder, a single-file ``.safetensors`` checkpoint (handled
+by :mod:`nodeflow.models.single_file`), or ``"default"`` (the embedded model).
+
+Precision: ``dtype=None`` (the default) means fp16 on CUDA and fp32 on the CPU, the
+usual choice for each; a store made with ``dtype="fp32"`` (``nodeflow run --dtype``)
+uses that everywhere; a node's own dtype wins over both.
 
 Everything loads with ``local_files_only=True`` from local paths: nothing here can
 reach a model hub. Modules come back in eval mode with gradients off.
@@ -26,17 +29,23 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
+from ..files import stamp
+from ..resources import DEFAULT_MODEL_DIR
+
 #: Where the embedded default model lives (a diffusers folder shipped in the package).
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "default_model"
+DEFAULT_MODEL = DEFAULT_MODEL_DIR
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 """The precisions a model may load in, by the names nodes and the CLI use."""
 
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt")
+#: Devices a user may name (``cuda:1`` included).
+DEVICE_KINDS = ("cpu", "cuda", "mps")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -64,14 +73,16 @@ class ModelStore:
     """Loads models by local path and keeps them for the life of the process. Thread-safe.
 
     ``device`` is the default device (``None``: CUDA when available, else CPU) and
-    ``dtype`` the default precision (``fp32``/``fp16``/``bf16``). ``allow_pickle`` opts
-    in to pickle checkpoints (``.ckpt``/``.bin``/``.pt``), which then load with
-    ``weights_only=True``.
+    ``dtype`` the default precision (``fp32``/``fp16``/``bf16``; ``None``: see the module
+    docstring). ``allow_pickle`` opts in to pickle checkpoints (``.ckpt``/``.bin``/``.pt``),
+    which then load with ``weights_only=True``. An unknown or unavailable device or dtype
+    raises ``ValueError`` here, before anything loads.
     """
 
-    def __init__(self, device: str | None = None, dtype: str = "fp32", allow_pickle: bool = False):
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
+    def __init__(self, device: str | None = None, dtype: str | None = None, allow_pickle: bool = False):
+        if dtype not in (None, *DTYPES):
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+        check_device(device)
         self.device = device
         self.dtype = dtype
         self.allow_pickle = allow_pickle
@@ -86,14 +97,24 @@ class ModelStore:
             return "cuda" if torch.cuda.is_available() else "cpu"
         return chosen
 
+    def default_dtype(self, device: str | None = None) -> str:
+        """The precision ``"auto"`` means: the store's dtype, else fp16 on CUDA and fp32 elsewhere."""
+        if self.dtype is not None:
+            return self.dtype
+        return "fp16" if self.resolve_device(device).startswith("cuda") else "fp32"
+
     def load_sd(self, path: str | Path, dtype: str | None = None, device: str | None = None) -> SDComponents:
         """Load (or return the already loaded) SD 1.x model at ``path``; see the module docstring."""
-        dtype = dtype or self.dtype
-        if dtype not in DTYPES:
-            raise ModelLoadError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
         device = self.resolve_device(device)
+        check_device(device)
+        dtype = dtype or self.default_dtype(device)
+        if dtype not in DTYPES:
+            raise ModelLoadError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
         real = self._resolve(path)
-        key = ("sd", *_stamp(real), dtype, device)
+        try:
+            key = ("sd", *stamp(real), dtype, device)
+        except ValueError as exc:  # a folder that is not a model
+            raise ModelLoadError(str(exc)) from None
         with self._lock:  # one lock for all loads: two runs asking at once load once
             found = self._items.get(key)
             if found is None:
@@ -102,7 +123,7 @@ class ModelStore:
                 self.loads += 1
             return found
 
-    def derived(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+    def derived(self, key: tuple[Any, ...], build: Callable[[], T]) -> T:
         """The derived model under ``key`` (a LoRA merge, a model with an added embedding), built once.
 
         ``key`` must identify everything the result depends on (base model, add-on file
@@ -114,7 +135,7 @@ class ModelStore:
             if found is None:
                 found = build()
                 self._items[full] = found
-            return found
+            return found  # type: ignore[no-any-return]
 
     def clear(self) -> None:
         """Forget every loaded model (the memory is freed once no run holds them)."""
@@ -141,13 +162,19 @@ class ModelStore:
         return load_single_file(real, dtype=dtype, device=device, allow_pickle=self.allow_pickle)
 
 
-def _stamp(real: Path) -> tuple[str, int, int]:
-    """(path, size, mtime_ns) of a file, or of a folder's weight and config files together."""
-    if real.is_file():
-        st = real.stat()
-        return str(real), st.st_size, st.st_mtime_ns
-    stats = [p.stat() for p in real.rglob("*") if p.is_file() and p.suffix in _WEIGHT_SUFFIXES]
-    return str(real), sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)
+def check_device(device: str | None) -> None:
+    """Raise ``ValueError`` for a device name torch does not know or this machine lacks (``None``/``auto`` pass)."""
+    if device in (None, "auto"):
+        return
+    kind, _, index = device.partition(":")
+    if kind not in DEVICE_KINDS or (index and not index.isdigit()):
+        raise ValueError(f"unknown device {device!r} (use auto, cpu, cuda, cuda:N or mps)")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for, but torch sees no CUDA GPU here (torch {torch.__version__})")
+    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r} was asked for, but there are {torch.cuda.device_count()} CUDA devices")
+    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError("device 'mps' was asked for, but Apple MPS is not available here")
 
 
 def load_diffusers_folder(folder: Path, dtype: str = "fp32", device: str = "cpu") -> SDComponents:
@@ -225,4 +252,5 @@ def pipeline_scheduler_config(raw: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-__all__ = ["DEFAULT_MODEL", "DTYPES", "ModelStore", "SDComponents", "ModelLoadError", "load_diffusers_folder", "pipeline_scheduler_config"]
+__all__ = ["DEFAULT_MODEL", "DTYPES", "ModelStore", "SDComponents", "ModelLoadError", "check_device", "load_diffusers_folder",
+           "pipeline_scheduler_config"]

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from ..types import Embedding
+from ..values import Embedding
 from .derive import shared_copy
 from .single_file import read_state_dict
 

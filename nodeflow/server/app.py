@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,9 +17,9 @@ from typing import Any
 
 from aiohttp import web
 
+from ..backends import Backend, make_backend
 from ..registry import Registry, build_registry
-from .backend import ExecutionBackend, make_backend
-from .config import ServerConfig, check_config
+from .config import ServerConfig, ServerConfigError, check_config
 from .hub import Hub
 from .replies import errors_to_json
 from .routes import Api
@@ -33,27 +32,25 @@ from .workflows import WorkflowStore
 
 log = logging.getLogger("nodeflow.server")
 
-#: The environment variable image-loading nodes read for extra input folders (see ``nodes/sd/images.py``).
-INPUT_DIR_ENV = "NODEFLOW_INPUT_DIR"
-
 
 class Server:
     """The composed application (see the module docstring). Build it, then serve :meth:`app`."""
 
-    def __init__(self, config: ServerConfig, *, registry: Registry | None = None, backend: ExecutionBackend | None = None):
+    def __init__(self, config: ServerConfig, *, registry: Registry | None = None, backend: Backend | None = None):
         check_config(config)
         config.data_dir = config.data_dir.resolve()
         config.data_dir.mkdir(parents=True, exist_ok=True)
         config.outputs_dir.mkdir(parents=True, exist_ok=True)
         self.config = config
         self.registry = registry if registry is not None else build_registry(config.plugin_dirs)
-        self.backend = backend if backend is not None else make_backend(config, self.registry)
+        self.backend = backend if backend is not None else _backend(config, self.registry)
+        self.paths = config.paths()
         self.store = RunStore(config.database)
         self.workflows = WorkflowStore(config.workflows_dir, config.builtin_workflows_dir)
         self.uploads = UploadStore(config.inputs_dir, config.max_upload_bytes, config.max_upload_pixels)
         self.hub = Hub(lambda: self.queue_message(None))
         self.worker = Worker(self.store, self.backend, config.outputs_dir, self._publish_threadsafe,
-                             preview_interval=config.preview_interval)
+                             preview_interval=config.preview_interval, paths=self.paths)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def app(self) -> web.Application:
@@ -111,7 +108,18 @@ class Server:
         self.backend.close()
 
 
-def create_app(config: ServerConfig, *, registry: Registry | None = None, backend: ExecutionBackend | None = None) -> web.Application:
+def _backend(config: ServerConfig, registry: Registry) -> Backend:
+    """The backend ``config`` names, sharing the server's registry (local) or plugin folders (Ray)."""
+    try:
+        return make_backend(config.backend, registry=registry, plugin_dirs=config.plugin_dirs, address=config.address,
+                            workers=config.workers, threads=config.threads, models=config.models)
+    except ValueError as exc:
+        raise ServerConfigError(str(exc)) from None
+    except RuntimeError as exc:  # RayUnavailable: Ray missing or unreachable
+        raise ServerConfigError(f"cannot use the '{config.backend}' backend: {exc}") from None
+
+
+def create_app(config: ServerConfig, *, registry: Registry | None = None, backend: Backend | None = None) -> web.Application:
     """An aiohttp application for ``config`` (for ``aiohttp.test_utils`` or your own runner)."""
     return Server(config, registry=registry, backend=backend).app()
 
@@ -136,7 +144,7 @@ class RunningServer:
 
 
 async def start_server(config: ServerConfig, *, registry: Registry | None = None,
-                       backend: ExecutionBackend | None = None) -> RunningServer:
+                       backend: Backend | None = None) -> RunningServer:
     """Build and start a server on ``config.host:config.port`` (port 0 picks a free one)."""
     app = create_app(config, registry=registry, backend=backend)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)  # our middleware logs each request once
@@ -169,19 +177,10 @@ def run_server(
         plugin_dirs=[Path(d) for d in plugin_dirs], backend=backend, address=address, **options,
     )
     check_config(config)
-    # The process is ours: let image-loading nodes find uploads by bare name (their documented lookup path).
-    _add_input_dir(config.data_dir.resolve() / "inputs")
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log.setLevel(logging.INFO)
     asyncio.run(_serve_until_stopped(config))
-
-
-def _add_input_dir(folder: Path) -> None:
-    """Append ``folder`` to ``NODEFLOW_INPUT_DIR`` (where ``sd.load_image`` looks up relative names)."""
-    current = [d for d in os.environ.get(INPUT_DIR_ENV, "").split(os.pathsep) if d]
-    if str(folder) not in current:
-        os.environ[INPUT_DIR_ENV] = os.pathsep.join([*current, str(folder)])
 
 
 async def _serve_until_stopped(config: ServerConfig) -> None:

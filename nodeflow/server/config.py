@@ -7,17 +7,13 @@ binds a socket (a non-loopback host without a token, an unknown backend).
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import nodeflow
-
-#: The repository layout: ``web/`` and ``workflows/`` sit beside the ``nodeflow`` package.
-_REPO_ROOT = Path(nodeflow.__file__).resolve().parent.parent
-_PACKAGE_ROOT = Path(nodeflow.__file__).resolve().parent
-
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+from ..files import PathResolver
+from ..net import is_loopback
+from ..resources import web_dir, workflows_dir
 
 
 class ServerConfigError(ValueError):
@@ -29,8 +25,10 @@ class ServerConfig:
     """Everything the server needs to know before it starts.
 
     Size limits are in bytes. ``web_dir`` and ``builtin_workflows_dir`` default to the
-    repository's ``web/`` and ``workflows/`` folders (or the same folders installed as
-    package data inside ``nodeflow/``).
+    editor and the example workflows shipped with nodeflow (:mod:`nodeflow.resources`).
+    ``allow_read`` are extra folders whose files graphs may name (besides the uploads
+    folder); ``models`` is the model store (``None``: a default one); ``threads`` and
+    ``workers`` size the local backend.
     """
 
     host: str = "127.0.0.1"
@@ -40,6 +38,10 @@ class ServerConfig:
     plugin_dirs: list[Path] = field(default_factory=list)
     backend: str = "local"
     address: str | None = None
+    allow_read: list[Path] = field(default_factory=list)
+    models: Any = None
+    threads: int | None = None
+    workers: int | None = None
     web_dir: Path | None = None
     builtin_workflows_dir: Path | None = None
     max_json_bytes: int = 8 << 20
@@ -54,10 +56,11 @@ class ServerConfig:
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
         self.plugin_dirs = [Path(p) for p in self.plugin_dirs]
+        self.allow_read = [Path(p) for p in self.allow_read]
         if self.web_dir is None:
-            self.web_dir = _shipped_dir("web")
+            self.web_dir = web_dir()
         if self.builtin_workflows_dir is None:
-            self.builtin_workflows_dir = _shipped_dir("workflows")
+            self.builtin_workflows_dir = workflows_dir()
 
     @property
     def loopback(self) -> bool:
@@ -84,28 +87,16 @@ class ServerConfig:
         """The SQLite file holding the queue and the history."""
         return self.data_dir / "nodeflow.sqlite3"
 
+    def paths(self) -> PathResolver:
+        """How graphs run by this server find files: confined to the uploads and the ``allow_read`` folders.
 
-def _shipped_dir(name: str) -> Path:
-    """``name`` installed as package data (``nodeflow/NAME``), else the checkout's ``NAME/``.
-
-    The checkout's folder counts only in a checkout (``pyproject.toml`` beside it): once
-    installed, the package's parent is ``site-packages``, where a ``web/`` folder would
-    belong to some other distribution.
-    """
-    packaged = _PACKAGE_ROOT / name
-    if packaged.is_dir():
-        return packaged
-    return _REPO_ROOT / name if (_REPO_ROOT / "pyproject.toml").is_file() else packaged
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names only this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name other than localhost may resolve anywhere
+        A name outside them is refused without saying whether it exists (the API is not a
+        way to probe the server's disk).
+        """
+        shipped = [self.builtin_workflows_dir.resolve()] if self.builtin_workflows_dir is not None else []
+        # The shipped workflows' own files (their example image, embedding) stay readable.
+        return PathResolver.create([self.inputs_dir.resolve(), *(p.resolve() for p in self.allow_read)],
+                                   fallback=shipped, confined=True)
 
 
 def check_config(config: ServerConfig) -> None:

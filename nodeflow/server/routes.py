@@ -20,11 +20,12 @@ from pydantic import BaseModel, ValidationError
 
 from .. import __version__
 from ..errors import ErrorInfo, GraphInvalid
+from ..events import RunStatus
 from ..graph import GraphDoc, apply_inputs, parse_graph
 from ..validate import validate
+from .palette import type_colour
 from .replies import ApiError, reply, reply_json
 from .schemas import (
-    FINISHED,
     CacheStats,
     Catalogue,
     ErrorModel,
@@ -148,8 +149,11 @@ class Api:
         return reply_json(self._openapi)
 
     async def nodes(self, request: web.Request) -> web.Response:
-        """What the editor builds its palette and connection rules from."""
-        return reply(Catalogue.model_validate(self.server.registry.catalogue()))
+        """What the editor builds its palette, connection rules and run vocabulary from."""
+        catalogue = self.server.registry.catalogue()
+        for name, info in catalogue["types"]["types"].items():
+            info["color"] = type_colour(name)
+        return reply(Catalogue.model_validate(catalogue))
 
     # -- workflows --------------------------------------------------------------------
     async def workflows_list(self, request: web.Request) -> web.Response:
@@ -165,7 +169,7 @@ class Api:
         """Save; the answer lists validation problems, but an incomplete graph may still be saved."""
         body = await _json_body(request)
         doc, info, created = self.server.workflows.save(request.match_info["name"], body)
-        problems = await asyncio.to_thread(validate, doc, self.server.registry)
+        problems = await asyncio.to_thread(validate, doc, self.server.registry, self.server.paths)
         saved = WorkflowSaved(**info.model_dump(), problems=[ErrorModel(**e.to_dict()) for e in problems])
         return reply(saved, 201 if created else 200)
 
@@ -193,20 +197,20 @@ class Api:
         except GraphInvalid as exc:
             raise ApiError(400, "invalid_graph", "the graph inputs do not match the graph", exc.errors) from None
         # off the loop: a 10,000-node graph takes a moment to check, and the loop must stay responsive
-        errors = await asyncio.to_thread(validate, doc, self.server.registry)
+        errors = await asyncio.to_thread(validate, doc, self.server.registry, self.server.paths)
         if errors:
             raise ApiError(400, "invalid_graph", f"the graph is invalid ({len(errors)} problem(s))", errors)
         record = self.server.store.add(doc.model_dump(mode="json"), workflow=run.workflow, inputs=run.inputs)
         self.server.worker.wake()
         self.server.publish(self.server.queue_message(record.id))
-        return reply(RunCreated(id=record.id, status="queued", position=self.server.store.position(record)), 202)
+        return reply(RunCreated(id=record.id, status=RunStatus.QUEUED, position=self.server.store.position(record)), 202)
 
     async def runs_list(self, request: web.Request) -> web.Response:
         """A page of runs, newest first."""
         limit = _int_query(request, "limit", 50, 1, 200)
         offset = _int_query(request, "offset", 0, 0, sys.maxsize)
         status = request.query.get("status") or None
-        if status is not None and status not in ("queued", "running", *FINISHED):
+        if status is not None and status not in {s.value for s in RunStatus}:
             raise ApiError(400, "bad_request", f"unknown status {status!r}")
         records, total = self.server.store.history(limit=limit, offset=offset, status=status)
         runs = [RunSummary(**self._run_fields(r)) for r in records]
@@ -220,13 +224,13 @@ class Api:
     async def run_cancel(self, request: web.Request) -> web.Response:
         """Cancel now if queued, else ask the running graph to stop at its next check."""
         record = self._record(request)
-        if record.status == "queued" and self.server.store.cancel_queued(record.id):
+        if record.status == RunStatus.QUEUED and self.server.store.cancel_queued(record.id):
             message = WsRunFinished(type="run_cancelled", run=record.id, error="the run was cancelled before it started")
             self.server.publish(message.model_dump(mode="json"))
             self.server.publish(self.server.queue_message(record.id))
-            return reply(RunRef(id=record.id, status="cancelled"))
+            return reply(RunRef(id=record.id, status=RunStatus.CANCELLED))
         record = self._record(request)  # it may have started meanwhile
-        if record.status in ("queued", "running"):
+        if not RunStatus(record.status).final:
             self.server.worker.request_cancel(record.id)
             # after the token is set: whatever progress follows this message is the last step's
             self.server.publish(WsRunCancelling(run=record.id).model_dump(mode="json"))
@@ -240,7 +244,7 @@ class Api:
             raise ApiError(409, "run_running", "the run is running; cancel it first")
         folder = self.server.config.outputs_dir / record.id  # the id matched _RUN_ID_RE: a plain name
         await asyncio.to_thread(shutil.rmtree, folder, True)
-        if record.status == "queued":
+        if record.status == RunStatus.QUEUED:
             self.server.publish(self.server.queue_message(record.id))
         return reply(RunRef(id=record.id, status="deleted"))
 
@@ -253,7 +257,7 @@ class Api:
 
     def _run_fields(self, record: RunRecord) -> dict[str, Any]:
         nodes = record.nodes
-        if record.status == "running":
+        if record.status == RunStatus.RUNNING:
             nodes = self.server.worker.live_nodes(record.id) or {}
         return {
             "id": record.id,
@@ -264,7 +268,7 @@ class Api:
             "seconds": record.seconds,
             "workflow": record.workflow,
             "inputs": record.inputs,
-            "position": self.server.store.position(record) if record.status == "queued" else None,
+            "position": self.server.store.position(record) if record.status == RunStatus.QUEUED else None,
             "attempts": record.attempts,
             "nodes": {k: NodeState(**v) for k, v in nodes.items()},
             "outputs": [OutputInfo(**o) for o in record.outputs],

@@ -10,10 +10,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..events import NodeStatus, RunStatus
 from ..node import NodeSchema
 
-RunStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+#: The final run statuses.
+FINISHED: frozenset[RunStatus] = frozenset(s for s in RunStatus if s.final)
 
 
 class ErrorModel(BaseModel):
@@ -68,7 +69,7 @@ class NodeState(BaseModel):
     """How one node of a run fared (``running`` and ``progress`` only while the run is going)."""
 
     type: str | None = None
-    status: Literal["running", "ran", "cached", "failed", "skipped"]
+    status: NodeStatus
     seconds: float | None = None
     progress: Progress | None = None
 
@@ -193,10 +194,11 @@ class CacheStats(BaseModel):
 
 
 class Catalogue(BaseModel):
-    """Node schemas and the type compatibility table (see ``Registry.catalogue``)."""
+    """Node schemas, the type compatibility table and the run vocabulary (see ``Registry.catalogue``)."""
 
     nodes: dict[str, NodeSchema]
     types: dict[str, Any]
+    vocabulary: dict[str, list[str]] = Field(description="event types, node statuses and run statuses: the only spellings")
     errors: list[ErrorModel]
 
 
@@ -224,9 +226,9 @@ class WsRunStarted(WsMessage):
 
 
 class WsNode(WsMessage):
-    """``node_started``, ``node_cached``, ``node_finished`` (with ``seconds``), ``node_failed`` (with ``error``)."""
+    """``node_started``, ``node_cached``, ``node_finished`` (with ``seconds``), ``node_failed`` (with ``error``), ``node_cancelled``."""
 
-    type: Literal["node_started", "node_cached", "node_finished", "node_failed"]
+    type: Literal["node_started", "node_cached", "node_finished", "node_failed", "node_cancelled"]
     node: str
     node_type: str | None = None
     seconds: float | None = None

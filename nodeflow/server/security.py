@@ -28,7 +28,8 @@ from pathlib import Path
 from aiohttp import web
 from yarl import URL
 
-from .config import LOOPBACK_NAMES, ServerConfig
+from ..net import LOOPBACK_NAMES
+from .config import ServerConfig
 from .replies import ApiError
 
 log = logging.getLogger("nodeflow.server")

@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ..backends import Backend
+from ..context import CancelToken
 from ..errors import ErrorInfo
+from ..events import STATUS_OF_EVENT, Event, EventType, NodeStatus, RunStatus
 from ..executor import RunResult
+from ..files import PathResolver
 from ..graph import parse_graph
-from ..node import CancelToken, Event
-from .backend import ExecutionBackend
 from .schemas import ErrorModel, WsNode, WsOutput, WsPreview, WsProgress, WsQueue, WsRunFinished, WsRunStarted
 from .store import RunRecord, RunStore
 
@@ -63,17 +65,19 @@ class Worker:
     def __init__(
         self,
         store: RunStore,
-        backend: ExecutionBackend,
+        backend: Backend,
         outputs_dir: Path,
         publish: Publish,
         *,
         preview_interval: float = 0.25,
+        paths: PathResolver | None = None,
     ):
         self.store = store
         self.backend = backend
         self.outputs_dir = Path(outputs_dir).resolve()
         self.publish = publish
         self.preview_interval = preview_interval
+        self.paths = paths
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -155,24 +159,25 @@ class Worker:
         self._send(WsRunStarted(run=record.id, nodes=len(record.graph.get("nodes", {}))))
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
-            result = self.backend.run(parse_graph(record.graph), {}, run_dir, lambda e: self._on_event(live, e), live.token)
+            result = self.backend.run(parse_graph(record.graph), {}, run_dir, lambda e: self._on_event(live, e), live.token,
+                                      self.paths)
         except Exception as exc:  # a backend bug must fail one run, not kill the worker
             log.exception("run %s: the backend raised", record.id)
-            result = RunResult("failed", errors=[ErrorInfo("internal_error", f"the server failed to run the graph: {type(exc).__name__}: {exc}")])
+            result = RunResult(RunStatus.FAILED, errors=[ErrorInfo("internal_error", f"the server failed to run the graph: {type(exc).__name__}: {exc}")])
         with self._lock:
             self._current = None
-        if live.shutdown and not live.user_cancelled and result.status == "cancelled":
+        if live.shutdown and not live.user_cancelled and result.status == RunStatus.CANCELLED:
             self.store.requeue(record.id)
             log.info("run %s interrupted by shutdown; back in the queue", record.id)
             return
         outputs = [self._output_info(o, run_dir) for o in result.outputs]
         errors = [e.to_dict() for e in result.errors]
-        nodes = {k: {"type": r.type, "status": r.status, "seconds": round(r.seconds, 4)} for k, r in result.nodes.items()}
-        self.store.finish(record.id, result.status, seconds=round(result.seconds, 4), nodes=nodes, outputs=outputs, errors=errors)
+        nodes = {k: {"type": r.type, "status": r.status.value, "seconds": round(r.seconds, 4)} for k, r in result.nodes.items()}
+        self.store.finish(record.id, result.status.value, seconds=round(result.seconds, 4), nodes=nodes, outputs=outputs, errors=errors)
         first_error = str(result.errors[0]) if result.errors else None
         self._send(
             WsRunFinished(
-                type=f"run_{result.status}",  # type: ignore[arg-type]
+                type=f"run_{result.status.value}",  # type: ignore[arg-type]
                 run=record.id,
                 seconds=round(result.seconds, 4),
                 error=first_error,
@@ -188,24 +193,24 @@ class Worker:
     def _on_event(self, live: _LiveRun, event: Event) -> None:
         """Executor event -> live state + websocket message (on the worker thread)."""
         kind, node, data = event.type, event.node, event.data
-        if kind in ("node_started", "node_cached", "node_finished", "node_failed") and node is not None:
-            status = {"node_started": "running", "node_cached": "cached", "node_finished": "ran", "node_failed": "failed"}[kind]
+        status = STATUS_OF_EVENT.get(kind)
+        if status is not None and node is not None:
             with self._lock:
                 state = live.nodes.setdefault(node, {})
-                state.update(type=data.get("type"), status=status)
+                state.update(type=data.get("type"), status=status.value)
                 state.pop("progress", None)
                 if "seconds" in data:
                     state["seconds"] = round(float(data["seconds"]), 4)
             error = data.get("error")
-            self._send(WsNode(type=kind, run=live.id, node=node, node_type=data.get("type"),  # type: ignore[arg-type]
+            self._send(WsNode(type=kind.value, run=live.id, node=node, node_type=data.get("type"),  # type: ignore[arg-type]
                               seconds=data.get("seconds"), error=ErrorModel(**error) if error else None))
-        elif kind == "progress":
+        elif kind is EventType.PROGRESS:
             value, maximum = float(data.get("value", 0)), float(data.get("max", 0))
             with self._lock:
                 if node is not None:
-                    live.nodes.setdefault(node, {"status": "running"})["progress"] = {"value": value, "max": maximum}
+                    live.nodes.setdefault(node, {"status": NodeStatus.RUNNING.value})["progress"] = {"value": value, "max": maximum}
             self._send(WsProgress(run=live.id, node=node, value=value, max=maximum))
-        elif kind == "preview":
+        elif kind is EventType.PREVIEW:
             now = time.monotonic()
             if now - live.last_preview < self.preview_interval:
                 return  # throttled: previews are cheap for nodes to offer, not for browsers to receive
@@ -213,7 +218,7 @@ class Worker:
             if url is not None:
                 live.last_preview = now
                 self._send(WsPreview(run=live.id, node=node, image=url))
-        elif kind == "output":
+        elif kind is EventType.OUTPUT:
             rel = self._relative(data.get("path", ""))
             self._send(WsOutput(run=live.id, node=node, kind=str(data.get("kind", "file")), url=output_url(rel) if rel else None))
 

@@ -2,18 +2,14 @@
 
 Results equal diffusers' ``StableDiffusionPipeline`` and
 ``StableDiffusionImg2ImgPipeline`` bit for bit for the same components, seed and
-settings (tests/test_sd_*.py). Each module lists its nodes in ``NODES``; modules
-written by other contributors (LoRA, textual inversion) join when present.
+settings (tests/test_sd_*.py). Each module lists its nodes in ``NODES``.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+from . import images, latents, load, lora, sampling, schedulers, text, textual_inversion, vae
 
-_MODULES = ("load", "text", "schedulers", "latents", "sampling", "vae", "images", "lora", "textual_inversion")
-
-NODES: list[type] = []
-for _name in _MODULES:
-    if importlib.util.find_spec(f"{__name__}.{_name}") is not None:
-        NODES.extend(importlib.import_module(f"{__name__}.{_name}").NODES)
+NODES: list[type] = [
+    *load.NODES, *text.NODES, *schedulers.NODES, *latents.NODES, *sampling.NODES, *vae.NODES, *images.NODES,
+    *lora.NODES, *textual_inversion.NODES,
+]

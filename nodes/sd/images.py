@@ -8,7 +8,6 @@ an existing one.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import re
@@ -18,18 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from nodeflow.files import glob_stamp
 from nodeflow.node import Context, Input, Output, node
-from nodeflow.types import Image
-
-from ._files import resolve_file
+from nodeflow.values import Image
 
 #: The PNG text chunk holding the graph document that made the image.
 GRAPH_CHUNK = "nodeflow_graph"
-
-def resolve_image_path(path: str) -> Path:
-    """An absolute path as it is; a relative one looked up in the working directory,
-    then each ``NODEFLOW_INPUT_DIR`` folder, then the shipped ``workflows/`` folder."""
-    return resolve_file(path, "image")
 
 
 def pil_to_image(picture: Any) -> Image:
@@ -45,43 +38,26 @@ def image_to_uint8(image: Image) -> np.ndarray:
     return (array * 255).round().astype("uint8")  # type: ignore[no-any-return]
 
 
-@node("sd.load_image", display_name="Load Image", category="sd/image", pure=False)
+@node("sd.load_image", display_name="Load Image", category="sd/image", version="1.1.0")
 class LoadImage:
     """Load a picture file (PNG, JPEG, WebP...) as an RGB image in [0, 1]."""
 
-    path = Input("STRING", widget="image", description="absolute, or relative to the working dir, NODEFLOW_INPUT_DIR or workflows/")
+    path = Input("STRING", widget="image", file="image",
+                 description="absolute, or relative to the graph file's folder, the working dir or the server's uploads")
     image = Output("IMAGE")
     width = Output("INT")
     height = Output("INT")
 
-    def fingerprint(self, ctx: Context, path: str | None = None) -> str:
-        # The file may change under the same name: its size and mtime join the cache key.
-        if path is None:
-            return "linked"  # the path comes from another node: its key already varies with it
-        try:
-            found = resolve_image_path(path)
-        except FileNotFoundError:
-            return f"missing:{path}"
-        st = found.stat()
-        return f"{found.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-
     def run(self, ctx: Context, path: str) -> dict[str, Any]:
         from PIL import Image as PILImage
 
-        with PILImage.open(resolve_image_path(path)) as picture:
+        with PILImage.open(ctx.paths.resolve(path, "image")) as picture:
             image = pil_to_image(picture)
         return {"image": image, "width": image.pixels.shape[-1], "height": image.pixels.shape[-2]}
 
 
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "image"
-
-
-def _folder_fingerprint(folder: Path, pattern: str) -> str:
-    # Files this node may reuse: if one is deleted or edited the node must write again.
-    listing = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.glob(pattern)) if folder.is_dir() else []
-    digest = hashlib.blake2b(json.dumps(listing).encode(), digest_size=8).hexdigest()
-    return f"{folder.resolve()}:{digest}"
 
 
 def _png_bytes(pixels: np.ndarray, text: dict[str, str]) -> bytes:
@@ -108,7 +84,8 @@ class SaveImage:
     prefix = Input("STRING", default="nodeflow", description="start of the file names")
 
     def fingerprint(self, ctx: Context, prefix: str | None = None, **linked: Any) -> str:
-        return _folder_fingerprint(Path(ctx.output_dir), f"{_safe(prefix or '')}_{_safe(ctx.node_id)}_*.png")
+        # Files this node may reuse: if one is deleted or edited it must write again.
+        return glob_stamp(Path(ctx.output_dir), f"{_safe(prefix or '')}_{_safe(ctx.node_id)}_*.png")
 
     def run(self, ctx: Context, images: Image, prefix: str) -> None:
         folder = Path(ctx.output_dir)
@@ -139,7 +116,7 @@ class PreviewImage:
     images = Input("IMAGE")
 
     def fingerprint(self, ctx: Context, **linked: Any) -> str:
-        return _folder_fingerprint(Path(ctx.output_dir) / "previews", f"preview_{_safe(ctx.node_id)}_*.png")
+        return glob_stamp(Path(ctx.output_dir) / "previews", f"preview_{_safe(ctx.node_id)}_*.png")
 
     def run(self, ctx: Context, images: Image) -> None:
         folder = Path(ctx.output_dir) / "previews"

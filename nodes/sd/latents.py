@@ -6,8 +6,8 @@ import copy
 import dataclasses
 from typing import Any
 
-from nodeflow.node import Context, Input, Output, node
-from nodeflow.types import Latents, SchedulerState
+from nodeflow.node import Context, Input, Output, ValidationContext, node
+from nodeflow.values import Latents, SchedulerState
 
 from . import _common
 
@@ -23,20 +23,24 @@ class NoiseLatents:
 
     unet = Input("UNET", description="gives the latent channels, device and dtype")
     vae = Input("VAE", description="gives the pixels-per-latent factor and the latent scaling")
-    timesteps = Input("TIMESTEPS", description="the scheduler state the noise is scaled for")
+    scheduler = Input("SCHEDULER", aliases=("timesteps",), description="the scheduler state the noise is scaled for")
     seed = Input("INT", default=0, min=0, max=_common.MAX_SEED, widget="seed")
     width = Input("INT", default=512, min=8, max=8192, step=8)
     height = Input("INT", default=512, min=8, max=8192, step=8)
     batch = Input("INT", default=1, min=1, max=64)
     latents = Output("LATENTS")
 
-    def run(self, ctx: Context, unet: Any, vae: Any, timesteps: SchedulerState, seed: int, width: int, height: int, batch: int) -> Latents:
+    def validate_inputs(self, check: ValidationContext, width: int | None = None, height: int | None = None, **other: Any) -> list[str]:
+        return [f"{side} {value} is not a multiple of 8 (VAEs work on 8-pixel blocks)"
+                for side, value in (("width", width), ("height", height)) if value is not None and value % 8]
+
+    def run(self, ctx: Context, unet: Any, vae: Any, scheduler: SchedulerState, seed: int, width: int, height: int, batch: int) -> Latents:
         factor = _common.vae_scale_factor(vae)
         if width % factor or height % factor:
             raise ValueError(f"width and height must be multiples of {factor} for this VAE, not {width}x{height}")
         shape = (batch, unet.config.in_channels, height // factor, width // factor)
         generator = _common.stream(seed=seed)
-        samples = _common.noise(shape, generator, *_common.placement(unet)) * timesteps.scheduler.init_noise_sigma
+        samples = _common.noise(shape, generator, *_common.placement(unet)) * scheduler.scheduler.init_noise_sigma
         return Latents(samples, float(vae.config.scaling_factor), generator.get_state())
 
 
@@ -50,21 +54,28 @@ class Img2ImgInit:
     """
 
     latents = Input("LATENTS", description="the image's latents (from VAE Encode)")
-    timesteps = Input("TIMESTEPS")
+    scheduler = Input("SCHEDULER", aliases=("timesteps",))
     strength = Input("FLOAT", default=0.8, min=0.0, max=1.0, step=0.05, description="1 ignores the image; 0 keeps it")
     seed = Input("INT", default=-1, min=-1, max=_common.MAX_SEED, widget="seed", description="-1: continue the latents' stream")
     noised = Output("LATENTS", display_name="latents")
-    remaining = Output("TIMESTEPS", display_name="timesteps")
+    remaining = Output("SCHEDULER", display_name="scheduler", description="the scheduler state with the skipped steps behind it")
 
-    def run(self, ctx: Context, latents: Latents, timesteps: SchedulerState, strength: float, seed: int) -> dict[str, Any]:
-        if timesteps.index != 0:
+    def validate_inputs(self, check: ValidationContext, strength: float | None = None, **other: Any) -> str | None:
+        steps = (check.upstream("scheduler") or {}).get("steps")
+        if strength is not None and isinstance(steps, int) and int(steps * strength) == 0:
+            return _no_step_left(strength, steps)
+        return None
+
+    def run(self, ctx: Context, latents: Latents, scheduler: SchedulerState, strength: float, seed: int) -> dict[str, Any]:
+        if scheduler.index != 0:
             raise ValueError("img2img init needs a fresh scheduler state (straight from the Scheduler node)")
-        steps = timesteps.steps
+        steps = scheduler.steps
         init_timestep = min(int(steps * strength), steps)
         t_start = max(steps - init_timestep, 0)
         if init_timestep == 0:
-            raise ValueError(f"strength {strength} with {steps} steps leaves no step to run; raise the strength or the steps")
-        scheduler = copy.deepcopy(timesteps.scheduler)
+            raise ValueError(_no_step_left(strength, steps))
+        state = scheduler
+        scheduler = copy.deepcopy(state.scheduler)
         begin = t_start * scheduler.order
         start_t = scheduler.timesteps[begin:][:1]
         if hasattr(scheduler, "set_begin_index"):
@@ -75,8 +86,12 @@ class Img2ImgInit:
         noised = scheduler.add_noise(samples, noise, start_t.repeat(samples.shape[0]))
         return {
             "noised": Latents(noised, latents.scaling_factor, generator.get_state()),
-            "remaining": dataclasses.replace(timesteps, scheduler=scheduler, index=begin),
+            "remaining": dataclasses.replace(state, scheduler=scheduler, index=begin),
         }
+
+
+def _no_step_left(strength: float, steps: int) -> str:
+    return f"strength {strength} with {steps} steps leaves no step to run (int(steps * strength) is 0); raise the strength or the steps"
 
 
 NODES = [NoiseLatents, Img2ImgInit]

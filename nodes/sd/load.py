@@ -1,55 +1,73 @@
-"""Load a Stable Diffusion 1.x model through the model store (``sd.load_model``).
+"""Load a Stable Diffusion model through the model store (``sd.load_model``).
 
 The store loads each model once per process (a diffusers folder, a single-file
 ``.safetensors`` checkpoint, or the embedded ``"default"`` model) and shares it across
 runs; this node only picks the path, precision and device.
+
+Precision: the node's ``dtype`` wins; ``auto`` means the store's default (``nodeflow
+run --dtype``), which itself defaults to fp16 on CUDA and fp32 on the CPU.
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
-from nodeflow.models import DEFAULT_MODEL, ModelStore
-from nodeflow.node import Context, Input, Output, node
+from nodeflow.errors import ErrorInfo
+from nodeflow.files import stamp_text
+from nodeflow.node import Context, Input, Output, ValidationContext, node
+
+#: The embedded digits model, by name.
+DEFAULT = "default"
 
 
-@node("sd.load_model", display_name="Load Model", category="sd/loaders", pure=False)
+@node("sd.load_model", display_name="Load Model", category="sd/loaders", version="1.1.0", pure=False)
 class LoadModel:
     """Load an SD 1.x model (a diffusers folder, a .safetensors file or "default") from a local path."""
 
-    model = Input("STRING", default="default", widget="model", description='a diffusers folder, a single-file .safetensors checkpoint, or "default" (the embedded digits model)')
-    dtype = Input("STRING", default="auto", choices=["auto", "fp32", "fp16", "bf16"], description="weight precision; auto: the store's default (nodeflow run --dtype, fp32 unless set)")
+    model = Input("STRING", default=DEFAULT, widget="model",
+                  description='a diffusers folder, a single-file .safetensors checkpoint (by path, or by name in the'
+                              ' checkpoint folders), or "default" (the embedded digits model)')
+    dtype = Input("STRING", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
+                  description="weight precision; auto: nodeflow run --dtype, else fp16 on CUDA and fp32 on the CPU")
     device = Input("STRING", default="auto", choices=["auto", "cpu", "cuda"], description="auto: CUDA when present, else CPU")
     tokenizer = Output("TOKENIZER")
     text_encoder = Output("TEXT_ENCODER")
     unet = Output("UNET")
     vae = Output("VAE")
-    scheduler = Output("SCHEDULER", description="the model's scheduler config (a dict)")
+    scheduler_config = Output("SCHEDULER_CONFIG", aliases=("scheduler",), description="the model's scheduler config (a dict)")
 
-    def fingerprint(self, ctx: Context, model: str | None = None, dtype: str | None = None, **other: Any) -> str:
-        # The weights on disk may change under the same path: key on what the store keys on,
-        # and on the precision "auto" resolves to, so a disk cache never mixes fp32 and fp16 runs.
-        if dtype in (None, "auto"):
-            dtype = getattr(ctx.models, "dtype", "fp32")
+    def validate_inputs(self, check: ValidationContext, model: str | None = None, **other: Any) -> ErrorInfo | None:
+        if model is None or model == DEFAULT or check.paths is None:
+            return None
+        try:
+            check.paths.resolve(model, "checkpoint")
+        except (OSError, ValueError) as exc:
+            return ErrorInfo("missing_file", str(exc).strip("'\""), input="model")
+        return None
+
+    def fingerprint(self, ctx: Context, model: str | None = None, dtype: str | None = None, device: str | None = None) -> str:
+        # Key on the weights' stamp and on the precision and device "auto" resolves to,
+        # so a disk cache never mixes fp32 and fp16 (or CPU and CUDA) results.
+        where = ctx.models.resolve_device(None if device in (None, "auto") else device)
+        precision = ctx.models.default_dtype(where) if dtype in (None, "auto") else dtype
         if model is None:
-            return f"linked:{dtype}"
-        path = DEFAULT_MODEL if model == "default" else Path(model).expanduser()
-        if not path.exists():
+            return f"linked:{precision}:{where}"
+        if model == DEFAULT:
+            return f"default:{precision}:{where}"
+        try:
+            return f"{stamp_text(ctx.paths.resolve(model, 'checkpoint'))}:{precision}:{where}"
+        except (OSError, ValueError):
             return f"missing:{model}"
-        stats = [path.stat()] if path.is_file() else [p.stat() for p in sorted(path.rglob("*")) if p.is_file()]
-        return f"{os.path.realpath(path)}:{sum(s.st_size for s in stats)}:{max((s.st_mtime_ns for s in stats), default=0)}:{dtype}"
 
     def run(self, ctx: Context, model: str, dtype: str, device: str) -> dict[str, Any]:
-        store = ctx.models if ctx.models is not None else ModelStore()
-        parts = store.load_sd(model, dtype=None if dtype == "auto" else dtype, device=None if device == "auto" else device)
+        path = model if model == DEFAULT else ctx.paths.resolve(model, "checkpoint")
+        parts = ctx.models.load_sd(path, dtype=None if dtype == "auto" else dtype, device=None if device == "auto" else device)
         return {
             "tokenizer": parts.tokenizer,
             "text_encoder": parts.text_encoder,
             "unet": parts.unet,
             "vae": parts.vae,
-            "scheduler": dict(parts.scheduler_config),
+            "scheduler_config": dict(parts.scheduler_config),
         }
 
 

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from nodeflow.files import stamp
 from nodeflow.models import lora as lora_models
-from nodeflow.models.derive import file_stamp
 from nodeflow.node import Context, Input, Output, node
 
-from ._files import fingerprint_file, resolve_file
 
-
-@node("sd.lora", display_name="LoRA", category="sd/loaders", version="1.0.0", pure=False)
+@node("sd.lora", display_name="LoRA", category="sd/loaders", version="1.0.0")
 class ApplyLora:
     """Merge a LoRA (.safetensors; kohya or diffusers/peft layout) into new UNet and text-encoder modules.
 
@@ -26,25 +24,22 @@ class ApplyLora:
 
     unet = Input("UNET")
     text_encoder = Input("TEXT_ENCODER")
-    lora = Input("STRING", widget="file", description="LoRA file: absolute, or relative to the working dir, NODEFLOW_INPUT_DIR or workflows/")
+    lora = Input("STRING", widget="file", file="lora",
+                 description="LoRA file: absolute, or relative to the graph's folder, the LoRA folders or the working dir")
     strength_unet = Input("FLOAT", default=1.0, min=-10.0, max=10.0, step=0.05, description="weight of the LoRA in the UNet")
     strength_text = Input("FLOAT", default=1.0, min=-10.0, max=10.0, step=0.05, description="weight of the LoRA in the text encoder")
     lora_unet = Output("UNET", display_name="unet")
     lora_text_encoder = Output("TEXT_ENCODER", display_name="text_encoder")
 
-    def fingerprint(self, ctx: Context, lora: str | None = None, **other: Any) -> str:
-        # The file may be replaced under the same name: its stamp joins the cache key.
-        return fingerprint_file(lora, "LoRA file")
-
     def run(self, ctx: Context, unet: Any, text_encoder: Any, lora: str, strength_unet: float, strength_text: float) -> dict[str, Any]:
-        path = resolve_file(lora, "LoRA file")
-        allow_pickle = bool(getattr(ctx.models, "allow_pickle", False))
+        path = ctx.paths.resolve(lora, "lora")
+        store = ctx.models
         parsed: list[lora_models.Lora] = []
 
         def read() -> lora_models.Lora:
             # Read at most once per run, and only when some merge is not cached yet.
             if not parsed:
-                parsed.append(lora_models.read_lora(path, allow_pickle=allow_pickle))
+                parsed.append(lora_models.read_lora(path, allow_pickle=store.allow_pickle))
             return parsed[0]
 
         def merged(base: Any, part: str, strength: float) -> Any:
@@ -55,9 +50,8 @@ class ApplyLora:
                 # The entry keeps `base` alive, so its id() cannot be reused while cached.
                 return base, lora_models.merge_lora(base, getattr(read(), part), strength, str(path))
 
-            key = ("lora", part, id(base), file_stamp(path), float(strength))
-            derived = getattr(ctx.models, "derived", None)
-            return (derived(key, build) if derived is not None else build())[1]
+            key = ("lora", part, id(base), stamp(path), float(strength))
+            return store.derived(key, build)[1]
 
         return {
             "lora_unet": merged(unet, "unet", strength_unet),

@@ -5,7 +5,7 @@
 chain of N such triples gives the same tensors as the loop over N timesteps, because
 both call :mod:`nodes.sd._sampling` in the same order. The scheduler state and the
 latents' random stream travel along the chain as values (see
-:class:`~nodeflow.types.SchedulerState` and :class:`~nodeflow.types.Latents`), so a
+:class:`~nodeflow.values.SchedulerState` and :class:`~nodeflow.values.Latents`), so a
 multistep scheduler's history (PNDM, DPM++ 2M) and an ancestral sampler's noise
 (Euler a) come out identical too.
 
@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from nodeflow.node import Context, Input, Output, node
-from nodeflow.types import Conditioning, Latents, NoisePred, SchedulerState
+from nodeflow.values import Conditioning, Latents, NoisePred, SchedulerState
 
 from . import _common
 from ._sampling import cfg_embeddings, guide, predict_noise, scheduler_step
@@ -50,16 +50,16 @@ class UNetStep:
 
     unet = Input("UNET")
     latents = Input("LATENTS")
-    timesteps = Input("TIMESTEPS")
+    scheduler = Input("SCHEDULER", aliases=("timesteps",))
     positive = Input("CONDITIONING")
     negative = Input("CONDITIONING", optional=True, description="leave unconnected for no classifier-free guidance")
     noise_pred = Output("NOISE_PRED")
 
     def run(
-        self, ctx: Context, unet: Any, latents: Latents, timesteps: SchedulerState, positive: Conditioning, negative: Conditioning | None = None
+        self, ctx: Context, unet: Any, latents: Latents, scheduler: SchedulerState, positive: Conditioning, negative: Conditioning | None = None
     ) -> NoisePred:
-        t = _current_t(timesteps)
-        scheduler = copy.deepcopy(timesteps.scheduler)  # scale_model_input may update its bookkeeping
+        t = _current_t(scheduler)
+        scheduler = copy.deepcopy(scheduler.scheduler)  # scale_model_input may update its bookkeeping
         samples = latents.samples
         embeddings = cfg_embeddings(positive.embeddings, negative.embeddings if negative is not None else None, samples.shape[0])
         cond, uncond = predict_noise(unet, scheduler, samples, t, embeddings, guided=negative is not None)
@@ -88,26 +88,27 @@ class Guidance:
 class SchedulerStep:
     """Take one scheduler step: latents at t -> latents at the next timestep, and the next state."""
 
-    timesteps = Input("TIMESTEPS")
+    scheduler = Input("SCHEDULER", aliases=("timesteps",))
     noise_pred = Input("NOISE_PRED", description="a guided prediction (from Guidance), or an unguided one")
     latents = Input("LATENTS")
     next_latents = Output("LATENTS", display_name="latents")
-    next_timesteps = Output("TIMESTEPS", display_name="timesteps")
+    next_scheduler = Output("SCHEDULER", display_name="scheduler", aliases=("next_timesteps",))
 
-    def run(self, ctx: Context, timesteps: SchedulerState, noise_pred: NoisePred, latents: Latents) -> dict[str, Any]:
+    def run(self, ctx: Context, scheduler: SchedulerState, noise_pred: NoisePred, latents: Latents) -> dict[str, Any]:
         if noise_pred.uncond is not None:
             raise ValueError("this noise prediction still holds an unguided pair: pass it through a Guidance node first")
-        t = _current_t(timesteps)
-        scheduler = copy.deepcopy(timesteps.scheduler)
+        state = scheduler
+        t = _current_t(state)
+        scheduler = copy.deepcopy(state.scheduler)
         # Replay the pipeline's call order on this copy: scale_model_input comes before step
         # and may initialise the step index; its result is not needed here.
         if hasattr(scheduler, "scale_model_input"):
             scheduler.scale_model_input(latents.samples, t)
         generator = _common.stream(latents.generator_state)
-        prev = scheduler_step(scheduler, noise_pred.cond, t, latents.samples, generator, timesteps.eta)
+        prev = scheduler_step(scheduler, noise_pred.cond, t, latents.samples, generator, state.eta)
         return {
             "next_latents": Latents(prev, latents.scaling_factor, generator.get_state()),
-            "next_timesteps": dataclasses.replace(timesteps, scheduler=scheduler, index=timesteps.index + 1),
+            "next_scheduler": dataclasses.replace(state, scheduler=scheduler, index=state.index + 1),
         }
 
 
@@ -122,7 +123,7 @@ class Denoise:
 
     unet = Input("UNET")
     latents = Input("LATENTS")
-    timesteps = Input("TIMESTEPS")
+    scheduler = Input("SCHEDULER", aliases=("timesteps",))
     positive = Input("CONDITIONING")
     negative = Input("CONDITIONING", description='the unconditional branch (encode "" for none)')
     guidance_scale = Input("FLOAT", default=7.5, min=0.0, max=100.0, step=0.5, description="<= 1 turns classifier-free guidance off")
@@ -134,14 +135,15 @@ class Denoise:
         ctx: Context,
         unet: Any,
         latents: Latents,
-        timesteps: SchedulerState,
+        scheduler: SchedulerState,
         positive: Conditioning,
         negative: Conditioning,
         guidance_scale: float,
         guidance_rescale: float,
     ) -> Latents:
-        scheduler = copy.deepcopy(timesteps.scheduler)  # private: stepped in place like the pipeline's own
-        remaining = scheduler.timesteps[timesteps.index :]
+        state = scheduler
+        scheduler = copy.deepcopy(state.scheduler)  # private: stepped in place like the pipeline's own
+        remaining = scheduler.timesteps[state.index :]
         guided = guidance_scale > 1.0  # diffusers' do_classifier_free_guidance
         samples = latents.samples
         embeddings = cfg_embeddings(positive.embeddings, negative.embeddings if guided else None, samples.shape[0])
@@ -152,7 +154,7 @@ class Denoise:
             ctx.check_cancelled()
             cond, uncond = predict_noise(unet, scheduler, samples, t, embeddings, guided)
             noise_pred = guide(cond, uncond, guidance_scale, guidance_rescale)
-            samples = scheduler_step(scheduler, noise_pred, t, samples, generator, timesteps.eta)
+            samples = scheduler_step(scheduler, noise_pred, t, samples, generator, state.eta)
             now = time.perf_counter()
             if ctx.emit is not None and (now - last_preview >= PREVIEW_INTERVAL or i + 1 == total):
                 ctx.preview(_common.latent_preview(samples))

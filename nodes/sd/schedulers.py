@@ -1,4 +1,4 @@
-"""The scheduler node: a diffusers scheduler, fresh per run, as explicit TIMESTEPS state."""
+"""The scheduler node: a diffusers scheduler, fresh per run, as explicit SCHEDULER state."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import functools
 import json
 from typing import Any
 
-from nodeflow.node import Context, Input, Output, node
-from nodeflow.types import SchedulerState
+from nodeflow.node import Context, Input, Output, ValidationContext, node
+from nodeflow.values import SchedulerState
 
 from . import _common
 
@@ -25,6 +25,21 @@ FRIENDLY: dict[str, tuple[str, dict[str, Any]]] = {
     "heun": ("HeunDiscreteScheduler", {}),
     "ddpm": ("DDPMScheduler", {}),
 }
+
+
+def scheduler_name_problem(name: str) -> str | None:
+    """Why ``name`` names no scheduler (``None`` when it does); imports diffusers only for class names."""
+    key = name.strip()
+    if key.lower() in FRIENDLY or key.lower() in ("", "default"):
+        return None
+    if key.endswith("Scheduler"):
+        import diffusers
+
+        cls = getattr(diffusers, key, None)
+        if isinstance(cls, type) and hasattr(cls, "from_config"):
+            return None
+    known = ", ".join(sorted(FRIENDLY))
+    return f"unknown scheduler '{name}': use one of {known}, 'default', or a diffusers scheduler class name"
 
 
 def make_scheduler(config: dict[str, Any], name: str) -> Any:
@@ -74,15 +89,18 @@ class Scheduler:
     timesteps live on its device, as the diffusers pipeline places them.
     """
 
-    scheduler = Input("SCHEDULER", description="the model's scheduler config (from Load Model)")
+    config = Input("SCHEDULER_CONFIG", aliases=("scheduler",), description="the model's scheduler config (from Load Model)")
     name = Input("STRING", default="ddim", description="ddim, pndm, euler, euler_a, dpmpp_2m, lms, unipc, heun, ddpm, default, or a diffusers class name")
     steps = Input("INT", default=20, min=1, max=1000)
     eta = Input("FLOAT", default=0.0, min=0.0, max=1.0, description="DDIM's eta (0: deterministic); ignored by other schedulers")
     unet = Input("UNET", optional=True, description="timesteps are placed on this UNet's device")
-    timesteps = Output("TIMESTEPS")
+    scheduler = Output("SCHEDULER", aliases=("timesteps",))
 
-    def run(self, ctx: Context, scheduler: dict[str, Any], name: str, steps: int, eta: float, unet: Any = None) -> SchedulerState:
-        sched = make_scheduler(scheduler, name)
+    def validate_inputs(self, check: ValidationContext, name: str | None = None, **other: Any) -> str | None:
+        return None if name is None else scheduler_name_problem(name)
+
+    def run(self, ctx: Context, config: dict[str, Any], name: str, steps: int, eta: float, unet: Any = None) -> SchedulerState:
+        sched = make_scheduler(config, name)
         sched.set_timesteps(steps, device=_common.placement(unet)[0] if unet is not None else "cpu")
         return SchedulerState(sched, index=0, steps=steps, name=type(sched).__name__, eta=eta)
 

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from nodeflow.node import Context, Input, Output, node
-from nodeflow.types import Conditioning, Tokens
+from nodeflow.values import Conditioning, Tokens
 
 from . import _common
 

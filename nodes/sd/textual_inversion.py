@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from nodeflow.files import stamp
 from nodeflow.models import textual_inversion as ti
-from nodeflow.models.derive import file_stamp
 from nodeflow.node import Context, Input, Output, node
 
-from ._files import fingerprint_file, resolve_file
 
-
-@node("sd.textual_inversion", display_name="Textual Inversion", category="sd/loaders", version="1.0.0", pure=False)
+@node("sd.textual_inversion", display_name="Textual Inversion", category="sd/loaders", version="1.0.0")
 class TextualInversion:
     """Teach the prompt a new token from an embedding file (.safetensors; A1111 or diffusers layout).
 
@@ -26,27 +24,23 @@ class TextualInversion:
 
     tokenizer = Input("TOKENIZER")
     text_encoder = Input("TEXT_ENCODER")
-    embedding = Input("STRING", widget="file", description="embedding file: absolute, or relative to the working dir, NODEFLOW_INPUT_DIR or workflows/")
+    embedding = Input("STRING", widget="file", file="embedding",
+                      description="embedding file: absolute, or relative to the graph's folder, the embedding folders or the working dir")
     token = Input("STRING", default="", description="the word that triggers it; empty: the file's own token, else its file name")
     ti_tokenizer = Output("TOKENIZER", display_name="tokenizer")
     ti_text_encoder = Output("TEXT_ENCODER", display_name="text_encoder")
 
-    def fingerprint(self, ctx: Context, embedding: str | None = None, **other: Any) -> str:
-        # The file may be replaced under the same name: its stamp joins the cache key.
-        return fingerprint_file(embedding, "embedding file")
-
     def run(self, ctx: Context, tokenizer: Any, text_encoder: Any, embedding: str, token: str) -> dict[str, Any]:
-        path = resolve_file(embedding, "embedding file")
-        allow_pickle = bool(getattr(ctx.models, "allow_pickle", False))
+        path = ctx.paths.resolve(embedding, "embedding")
+        store = ctx.models
 
         def build() -> tuple[Any, Any, Any, Any]:
-            vectors = ti.read_embedding(path, token=token, allow_pickle=allow_pickle)
+            vectors = ti.read_embedding(path, token=token, allow_pickle=store.allow_pickle)
             # The entry keeps the bases alive, so their id()s cannot be reused while cached.
             return (tokenizer, text_encoder, *ti.add_embedding(tokenizer, text_encoder, vectors))
 
-        key = ("textual_inversion", id(tokenizer), id(text_encoder), file_stamp(path), token)
-        derived = getattr(ctx.models, "derived", None)
-        entry = derived(key, build) if derived is not None else build()
+        key = ("textual_inversion", id(tokenizer), id(text_encoder), stamp(path), token)
+        entry = store.derived(key, build)
         return {"ti_tokenizer": entry[2], "ti_text_encoder": entry[3]}
 
 

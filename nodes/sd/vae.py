@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from nodeflow.node import Context, Input, Output, node
-from nodeflow.types import Image, Latents
+from nodeflow.values import Image, Latents
 
 from . import _common
 

@@ -12,7 +12,9 @@ import { LGraphGroup, LiteGraph } from "../vendor/litegraph.es.js";
 import { MISSING_TYPE, takesLiteral } from "./nodes.js";
 
 export const FORMAT = "nodeflow/graph";
-export const VERSION = 1;
+export const VERSION = 2;
+/** Versions this editor reads; version 1 documents are version 2 documents without modes or subgraphs. */
+const READS = new Set([1, 2]);
 
 function isLink(value) {
   return (
@@ -29,8 +31,8 @@ function isLink(value) {
 export function checkDocument(doc) {
   if (!doc || typeof doc !== "object" || Array.isArray(doc)) return "a graph must be a JSON object";
   if ((doc.format ?? FORMAT) !== FORMAT) return `not a nodeflow graph (format ${JSON.stringify(doc.format)})`;
-  if ((doc.version ?? VERSION) !== VERSION)
-    return `graph format version ${doc.version} is not supported by this editor (it reads version ${VERSION})`;
+  if (!READS.has(doc.version ?? VERSION))
+    return `graph format version ${doc.version} is not supported by this editor (it reads versions ${[...READS].join(", ")})`;
   if (doc.nodes !== undefined && (typeof doc.nodes !== "object" || Array.isArray(doc.nodes))) return "'nodes' must be an object";
   return null;
 }
@@ -108,6 +110,7 @@ export function loadDocument(graph, doc) {
     if (bgcolor) node.bgcolor = node.nf.hadBgcolor = bgcolor;
     if (collapsed) node.flags.collapsed = true;
     if (Array.isArray(randomize)) node.properties.randomize = randomize.slice();
+    if (nodeDoc?.mode && nodeDoc.mode !== "active") node.nf.mode = nodeDoc.mode; // kept; drawn by a later editor
     if (!known) {
       node.nf.raw = structuredClone(nodeDoc ?? {});
       node.title = title ?? `${nodeDoc?.type ?? "?"} (missing)`;
@@ -149,8 +152,10 @@ export function loadDocument(graph, doc) {
     for (const [name, value] of Object.entries(nodeDoc?.inputs || {})) {
       if (!isLink(value)) continue;
       const source = byId.get(value.node);
-      const inIndex = target.inputs?.findIndex((s) => s.name === name) ?? -1;
-      const outIndex = source?.outputs?.findIndex((s) => s.name === value.output) ?? -1;
+      const inName = currentName(target.constructor.nfSchema?.inputs, name);
+      const outName = currentName(source?.constructor.nfSchema?.outputs, value.output);
+      const inIndex = target.inputs?.findIndex((s) => s.name === inName) ?? -1;
+      const outIndex = source?.outputs?.findIndex((s) => s.name === outName) ?? -1;
       if (inIndex < 0 || outIndex < 0) {
         // a link the canvas cannot draw (missing node or output): keep it in the document
         target.nf.extraInputs[name] = value;
@@ -174,10 +179,16 @@ export function loadDocument(graph, doc) {
   return { inputs: structuredClone(inputs || {}), meta: structuredClone(meta || {}), extra: structuredClone(extra) };
 }
 
+/** A socket's current name: ``name`` itself, or the socket that lists it among its former names (aliases). */
+function currentName(specs, name) {
+  return (specs || []).find((s) => s.name === name || (s.aliases || []).includes(name))?.name ?? name;
+}
+
 function applyInputs(node, inputs) {
   const schema = node.constructor.nfSchema;
   node.nf.set = new Set();
-  for (const [name, value] of Object.entries(inputs)) {
+  for (const [saved, value] of Object.entries(inputs)) {
+    const name = currentName(schema.inputs, saved);
     const spec = schema.inputs.find((i) => i.name === name);
     if (!spec) {
       node.nf.extraInputs[name] = value; // unknown to this version of the node: keep it
@@ -252,7 +263,7 @@ export function nodeDocument(graph, node) {
   for (const [name, value] of Object.entries(node.nf.extraInputs)) {
     if (!(name in inputs) && !schema.inputs.some((s) => s.name === name)) inputs[name] = value;
   }
-  return { type: node.type, inputs, ui };
+  return node.nf.mode ? { type: node.type, inputs, mode: node.nf.mode, ui } : { type: node.type, inputs, ui };
 }
 
 /** The whole graph document for the canvas plus the editor's graph-level state. */

@@ -15,7 +15,7 @@ import torch
 from nodeflow.executor import Executor
 from nodeflow.node import Output, node
 from nodeflow.registry import Registry
-from nodeflow.types import Image
+from nodeflow.values import Image
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 

@@ -1,9 +1,9 @@
-"""Desaturate images; shows how an IMAGE node reads and returns :class:`nodeflow.types.Image`."""
+"""Desaturate images; shows how an IMAGE node reads and returns :class:`nodeflow.values.Image`."""
 
 import torch
 
 from nodeflow.node import Input, Output, node
-from nodeflow.types import Image
+from nodeflow.values import Image
 
 # ITU-R BT.601 luma weights: the ones PIL uses for convert("L"), so results match it.
 _LUMA = torch.tensor([0.299, 0.587, 0.114])

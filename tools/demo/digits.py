@@ -1,6 +1,6 @@
 """Digit captions and a digit classifier for checking what the default model draws.
 
-The default model (see `nodeflow.demo.train`) is trained on scikit-learn's 8x8
+The default model (see `tools.demo.train`) is trained on scikit-learn's 8x8
 handwritten digits. This module is the other half of that contract: the prompt words
 the model understands, and `classify`, which maps rendered images of any size back to
 the 0-9 label a classifier trained on the same data set sees in them. Tests and benches

@@ -3,12 +3,11 @@
 Shared by ``tests/test_default_model.py`` (few samples, asserted) and
 ``bench/default_model_quality.py`` (more samples, reported). Every image comes from
 running ``workflows/txt2img.json`` or ``workflows/img2img.json`` with the executor and
-reading back the PNG the save node wrote; ``nodeflow.demo.digits.classify`` judges it.
+reading back the PNG the save node wrote; ``tools.demo.digits.classify`` judges it.
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,10 +16,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..cache import Cache
-from ..executor import Executor
-from ..models import ModelStore
-from ..registry import build_registry
+from nodeflow.cache import Cache
+from nodeflow.executor import Executor
+from nodeflow.graph import load_graph
+from nodeflow.models import ModelStore
+from nodeflow.registry import build_registry
+
 from .digits import classify, digit_prompt
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
@@ -37,7 +38,7 @@ class WorkflowSampler:
     def draw(self, workflow: str, **inputs: Any) -> np.ndarray:
         """Run ``workflow`` (e.g. ``"txt2img"``) with graph ``inputs``; the saved PNG as uint8 HxWx3."""
         if workflow not in self._graphs:
-            self._graphs[workflow] = json.loads((WORKFLOWS / f"{workflow}.json").read_text())
+            self._graphs[workflow] = load_graph(WORKFLOWS / f"{workflow}.json")  # knows its folder: images/ resolve there
         result = self.executor.run(self._graphs[workflow], inputs=inputs, output_dir=self.output_dir)
         if result.status != "succeeded":
             raise RuntimeError(f"{workflow} failed: {[str(e) for e in result.errors]}")

@@ -1,6 +1,6 @@
 """Make the example textual-inversion embedding used by ``workflows/textual_inversion.json``.
 
-    python -m nodeflow.demo.make_embedding [--model default] [--out workflows/embeddings/digit-eight.safetensors]
+    python -m tools.demo.make_embedding [--model default] [--out workflows/embeddings/digit-eight.safetensors]
 
 ``<digit-eight>`` is not a trained embedding. It is the mean of the model's own input
 embeddings for the words "eight" and "8", saved in the diffusers layout

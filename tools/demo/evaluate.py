@@ -1,8 +1,8 @@
 """Measure what the default model draws, with plain diffusers pipelines on the CPU.
 
-    python -m nodeflow.demo.evaluate [--model DIR] [--seeds N] [--grid PNG]
+    python -m tools.demo.evaluate [--model DIR] [--seeds N] [--grid PNG]
 
-Reports, using `nodeflow.demo.digits.classify` as the judge:
+Reports, using `tools.demo.digits.classify` as the judge:
 - accuracy of "a handwritten digit {word}" for each digit x N seeds at guidance 7.5
   and 1.0 (20 DDIM steps, 16x16 px);
 - how often "a handwritten digit" comes out as a 1, without and with the negative
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nodeflow.demo.digits import DIGIT_WORDS, classify, digit_prompt
-from nodeflow.demo.train import restart_with_passive_openmp
+from tools.demo.digits import DIGIT_WORDS, classify, digit_prompt
+from tools.demo.train import restart_with_passive_openmp
 
 DEFAULT_MODEL = Path("nodeflow/default_model")
 """The committed model folder, relative to the repository root."""
@@ -124,7 +124,7 @@ def write_grid(pipeline: object, path: Path, seeds: Sequence[int], tile: int = 6
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Run every measurement and print the results."""
-    parser = argparse.ArgumentParser(prog="python -m nodeflow.demo.evaluate", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.demo.evaluate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--seeds", type=int, default=5, help="seeds per digit for the accuracy figures")
     parser.add_argument("--grid", type=Path, default=None, help="also write a 10x8 grid PNG here")
@@ -166,5 +166,5 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    restart_with_passive_openmp("nodeflow.demo.evaluate")
+    restart_with_passive_openmp("tools.demo.evaluate")
     main()

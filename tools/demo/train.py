@@ -1,6 +1,6 @@
 """Train the embedded default model: a tiny Stable Diffusion 1.x on handwritten digits.
 
-    python -m nodeflow.demo.train [--out DIR] [--steps N] [--vae-steps N] [--seed S]
+    python -m tools.demo.train [--out DIR] [--steps N] [--vae-steps N] [--seed S]
                                   [--minutes M]
 
 The result is an ordinary diffusers `StableDiffusionPipeline` folder with the real SD 1.x
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from nodeflow.demo.digits import DIGIT_WORDS
+from tools.demo.digits import DIGIT_WORDS
 
 IMAGE_SIZE = 16
 """Side of the training images and of the model's native output, in pixels."""
@@ -500,7 +500,7 @@ def train(config: TrainConfig) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse the command line and train."""
     defaults = TrainConfig()
-    parser = argparse.ArgumentParser(prog="python -m nodeflow.demo.train", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.demo.train", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--out", type=Path, default=defaults.out, help="output folder (an existing pipeline folder there is replaced)"
     )
@@ -538,5 +538,5 @@ def restart_with_passive_openmp(module: str) -> None:
 
 
 if __name__ == "__main__":
-    restart_with_passive_openmp("nodeflow.demo.train")
+    restart_with_passive_openmp("tools.demo.train")
     main()

@@ -1,6 +1,6 @@
 """Draw the docs' 10 digits x 8 seeds grid by running ``workflows/txt2img.json``.
 
-    python -m nodeflow.demo.grid [--out docs/images/digits_grid.png] [--seeds 8]
+    python -m tools.demo.grid [--out docs/images/digits_grid.png] [--seeds 8]
 
 Each tile is the PNG the workflow's save node wrote for "a handwritten digit {word}"
 with that seed (guidance 7.5, 20 DDIM steps, 16x16 px), scaled to 64x64 with nearest

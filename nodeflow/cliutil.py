@@ -1,0 +1,109 @@
+"""What the ``nodeflow`` commands share: graph lookup, ``--set``, model and common options.
+
+:mod:`nodeflow.cli` and :mod:`nodeflow.sweep` both import this module and never each
+other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import threads
+from .errors import UsageError
+from .files import PathResolver
+from .resources import shipped_workflow, workflows_dir
+
+_DTYPE_HELP = ("weight precision for load nodes left at 'auto' (a node's own dtype wins over this flag; "
+               "without it: fp16 on CUDA, fp32 on the CPU)")
+
+
+def add_sets(p: argparse.ArgumentParser) -> None:
+    """``--set NAME=VALUE`` (repeatable)."""
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
+                   help="set a graph input (or NODE_ID.INPUT); VALUE is JSON if it parses, else a string")
+
+
+def add_model_options(p: argparse.ArgumentParser) -> None:
+    """``--device``, ``--dtype``, ``--threads``, ``--allow-pickle`` (run, serve, sweep)."""
+    p.add_argument("--device", help="device for models: cpu, cuda, cuda:N, mps (default: CUDA when present)")
+    p.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], help=_DTYPE_HELP)
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: the cores this process may use,"
+                   " split between workers)")
+    p.add_argument("--allow-pickle", action="store_true", help="allow .ckpt/.bin/.pt model files (read with weights_only)")
+
+
+def add_common(p: argparse.ArgumentParser) -> None:
+    """``--plugins`` and ``--debug``."""
+    p.add_argument("--plugins", action="append", default=[], metavar="DIR", help="extra plugin folder (repeatable)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+
+
+def resolve_graph_path(name: str) -> Path:
+    """A graph file path, or the named workflow shipped with nodeflow."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = shipped_workflow(name)
+    if shipped is not None:
+        return shipped
+    raise UsageError(f"no graph file '{name}' (and no shipped workflow of that name in {workflows_dir()})")
+
+
+def graph_paths(graph: Path) -> PathResolver:
+    """How file names in ``graph`` resolve for a local run: its folder, the working dir, the shipped workflows."""
+    fallback = [d for d in (workflows_dir(),) if d is not None]
+    return PathResolver.create([Path.cwd()], base=graph.resolve().parent, fallback=fallback)
+
+
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` pairs; VALUE is JSON when it parses, else the raw string."""
+    values: dict[str, Any] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise UsageError(f"--set expects NAME=VALUE, got '{item}'")
+        try:
+            values[name] = json.loads(raw)
+        except ValueError:
+            values[name] = raw
+    return values
+
+
+def model_store(args: argparse.Namespace) -> Any:
+    """The model store the options ask for; a usage error (before anything loads) for a bad device."""
+    from .models import ModelStore
+
+    try:
+        return ModelStore(device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def load_registry(args: argparse.Namespace) -> Any:
+    """The registry with ``--plugins``; pack problems are printed as warnings."""
+    from .registry import build_registry
+
+    registry = build_registry(args.plugins)
+    for err in registry.errors:
+        print(f"nodeflow: warning: {err.message}", file=sys.stderr)
+    return registry
+
+
+
+
+def apply_threads(args: argparse.Namespace, workers: int = 1) -> int:
+    """Set torch's threads from ``--threads`` (or the cores split between ``workers``); a usage error if invalid."""
+    try:
+        count = threads.share(workers, args.threads)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    threads.apply(count)
+    return count
+
+
+__all__ = ["add_common", "add_model_options", "add_sets", "apply_threads", "graph_paths", "load_registry", "model_store",
+           "parse_sets", "resolve_graph_path"]

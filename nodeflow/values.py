@@ -1,0 +1,134 @@
+"""The Python values that travel on sockets: tensors with the metadata that gives them meaning.
+
+A latents value knows the VAE scaling it carries, an image knows its range and
+layout. Each class names its socket type in ``__socket_type__`` (so ``Input(Latents)``
+works). Values are shared through the cache, so nodes never mutate them: they are
+frozen dataclasses, and the executor checks tensors' version counters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from . import types as t
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Token ids for a batch of prompts: ``ids`` [B, 77] long, ``attention_mask`` [B, 77].
+
+    ``truncated`` holds, per prompt, the text that did not fit (empty when none).
+    """
+
+    __socket_type__: ClassVar[str] = t.TOKENS
+
+    ids: torch.Tensor
+    attention_mask: torch.Tensor
+    truncated: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """Text embeddings [B, 77, D] that the UNet cross-attends to."""
+
+    __socket_type__: ClassVar[str] = t.CONDITIONING
+
+    embeddings: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Latents:
+    """Latents [B, C, h, w] in the UNet's space.
+
+    ``scaling_factor`` is the VAE factor these latents were multiplied by (decoding
+    divides by it).
+
+    ``generator_state`` is the random stream that produced these latents: the
+    ``get_state()`` of the CPU ``torch.Generator`` after their last draw, or ``None``.
+    Stochastic samplers continue it, so a graph draws its numbers in the same order
+    as diffusers' pipelines do with one generator (initial noise first, then step noise).
+    """
+
+    __socket_type__: ClassVar[str] = t.LATENTS
+
+    samples: torch.Tensor
+    scaling_factor: float = 1.0
+    generator_state: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Image:
+    """Images as float32 in [0, 1], layout [B, 3, H, W], on the CPU."""
+
+    __socket_type__: ClassVar[str] = t.IMAGE
+
+    pixels: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Mask:
+    """Masks as float32 in [0, 1], layout [B, 1, H, W]; 1 marks the area to change."""
+
+    __socket_type__: ClassVar[str] = t.MASK
+
+    mask: torch.Tensor
+
+
+@dataclass(frozen=True)
+class NoisePred:
+    """A UNet noise prediction [B, C, h, w].
+
+    ``uncond`` is set when the prediction came from a batch-2 classifier-free call and
+    still needs guidance; a guided prediction has ``uncond=None``.
+    """
+
+    __socket_type__: ClassVar[str] = t.NOISE_PRED
+
+    cond: torch.Tensor
+    uncond: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class SchedulerState:
+    """A diffusers scheduler part-way through a run: the SCHEDULER value.
+
+    ``scheduler`` has had ``set_timesteps(steps)`` called and carries the multistep
+    history (PNDM's ``ets``, DPM-Solver's ``model_outputs``...) of the steps taken so
+    far. It is never mutated once in a state: a step works on a deep copy and returns
+    a new state, so a cached state can feed any number of branches. ``index`` is the
+    position in ``scheduler.timesteps`` of the next step; ``eta`` is DDIM's eta.
+    """
+
+    __socket_type__: ClassVar[str] = t.SCHEDULER
+
+    scheduler: Any
+    index: int = 0
+    steps: int = 0
+    name: str = ""
+    eta: float = 0.0
+
+    @property
+    def timesteps(self) -> torch.Tensor:
+        """All timesteps of the run (the steps already taken included)."""
+        return self.scheduler.timesteps  # type: ignore[no-any-return]
+
+    @property
+    def remaining(self) -> int:
+        """How many steps are left."""
+        return len(self.scheduler.timesteps) - self.index
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """A textual-inversion embedding: ``vectors`` [n, D] bound to ``token``."""
+
+    __socket_type__: ClassVar[str] = t.EMBEDDING
+
+    token: str
+    vectors: torch.Tensor
+
+
+__all__ = ["Tokens", "Conditioning", "Latents", "Image", "Mask", "NoisePred", "SchedulerState", "Embedding"]
