@@ -5,22 +5,23 @@ disk is loaded again and two dtypes of one model coexist. For a diffusers folder
 size is the sum over its weight and config files and the mtime their latest.
 
 CONTRACT (do not change the shape without telling the others):
-``ModelStore.load_sd(path, dtype=None, device=None) -> SDComponents`` where ``path`` is
-a diffusers folder, a single-file ``.safetensors`` checkpoint (handled by
-:mod:`nodeflow.models.single_file`), or ``"default"`` (the embedded model in
-``nodeflow/default_model``).
+``ModelStore.load_sd(path, dtype=None, device=None, prediction_type=None) -> SDComponents``
+where ``path`` is a diffusers folder (:mod:`nodeflow.models.folder`), a single-file
+``.safetensors`` checkpoint (:mod:`nodeflow.models.single_file`), or ``"default"`` (the
+embedded model in ``nodeflow/default_model``). SD 1.x, SD 2.x and SDXL base/refiner
+models load; :attr:`SDComponents.family` says which (:mod:`nodeflow.models.families`).
 
 Everything loads with ``local_files_only=True`` from local paths: nothing here can
 reach a model hub. Modules come back in eval mode with gradients off.
 
 The scheduler config is normalised the way diffusers' ``StableDiffusionPipeline``
 constructor does it (``steps_offset`` forced to 1, ``clip_sample`` forced off), so a
-graph and the pipeline built from the same folder step with the same config.
+graph and the pipeline built from the same folder step with the same config. SDXL
+pipelines do not rewrite those keys, so SDXL configs only get the class defaults.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Callable
@@ -30,21 +31,31 @@ from typing import Any
 
 import torch
 
+from .families import ModelFamily
+
 #: Where the embedded default model lives (a diffusers folder shipped in the package).
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "default_model"
 
 DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 """The precisions a model may load in, by the names nodes and the CLI use."""
 
+#: The values a caller may give to override a model's prediction type (None: keep the model's).
+PREDICTION_TYPES = (None, "epsilon", "v_prediction", "sample")
+
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".txt")
 
 
 @dataclass(frozen=True)
 class SDComponents:
-    """A loaded SD 1.x model: tokenizer, text encoder, UNet, VAE and the scheduler config.
+    """A loaded Stable Diffusion model: tokenizer(s), text encoder(s), UNet, VAE, scheduler config.
 
     ``scheduler_config`` is the plain dict of the model's scheduler config (with
-    ``_class_name``); scheduler objects are made fresh per run from it.
+    ``_class_name``); scheduler objects are made fresh per run from it. ``family`` tells
+    which slots are filled: SD 1.x/2.x use ``tokenizer``/``text_encoder``; SDXL base adds
+    ``tokenizer_2``/``text_encoder_2`` (OpenCLIP-bigG with projection); the SDXL refiner
+    has only the second pair (``tokenizer``/``text_encoder`` are None).
+    ``pipeline_config`` holds what diffusers' pipeline reads from the folder's
+    ``model_index.json`` (SDXL: ``force_zeros_for_empty_prompt``, ``requires_aesthetics_score``).
     """
 
     tokenizer: Any
@@ -54,6 +65,15 @@ class SDComponents:
     scheduler_config: dict[str, Any]
     source: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    family: ModelFamily = ModelFamily.SD1
+    tokenizer_2: Any = None
+    text_encoder_2: Any = None
+    pipeline_config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def prediction_type(self) -> str:
+        """What the UNet predicts: ``"epsilon"`` (noise), ``"v_prediction"`` or ``"sample"``."""
+        return str(self.scheduler_config.get("prediction_type", "epsilon"))
 
 
 class ModelLoadError(ValueError):
@@ -86,18 +106,26 @@ class ModelStore:
             return "cuda" if torch.cuda.is_available() else "cpu"
         return chosen
 
-    def load_sd(self, path: str | Path, dtype: str | None = None, device: str | None = None) -> SDComponents:
-        """Load (or return the already loaded) SD 1.x model at ``path``; see the module docstring."""
+    def load_sd(
+        self, path: str | Path, dtype: str | None = None, device: str | None = None, prediction_type: str | None = None
+    ) -> SDComponents:
+        """Load (or return the already loaded) model at ``path``; see the module docstring.
+
+        ``prediction_type`` (``"epsilon"``, ``"v_prediction"``, ``"sample"``) overrides the
+        one the scheduler config gives or a single file's inference picks.
+        """
         dtype = dtype or self.dtype
         if dtype not in DTYPES:
             raise ModelLoadError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
+        if prediction_type not in PREDICTION_TYPES:
+            raise ModelLoadError(f"prediction_type must be one of {sorted(t for t in PREDICTION_TYPES if t)}, not {prediction_type!r}")
         device = self.resolve_device(device)
         real = self._resolve(path)
-        key = ("sd", *_stamp(real), dtype, device)
+        key = ("sd", *_stamp(real), dtype, device, prediction_type)
         with self._lock:  # one lock for all loads: two runs asking at once load once
             found = self._items.get(key)
             if found is None:
-                found = self._load(real, dtype, device)
+                found = self._load(real, dtype, device, prediction_type)
                 self._items[key] = found
                 self.loads += 1
             return found
@@ -132,13 +160,13 @@ class ModelStore:
             raise ModelLoadError(f"model path {path} does not exist (models load from local paths only)")
         return real
 
-    def _load(self, real: Path, dtype: str, device: str) -> SDComponents:
+    def _load(self, real: Path, dtype: str, device: str, prediction_type: str | None = None) -> SDComponents:
         if real.is_dir():
-            return load_diffusers_folder(real, dtype=dtype, device=device)
+            return load_diffusers_folder(real, dtype=dtype, device=device, prediction_type=prediction_type)
         # Single files (and the pickle refusal, with its message) are single_file's business.
         from .single_file import load_single_file
 
-        return load_single_file(real, dtype=dtype, device=device, allow_pickle=self.allow_pickle)
+        return load_single_file(real, dtype=dtype, device=device, allow_pickle=self.allow_pickle, prediction_type=prediction_type)
 
 
 def _stamp(real: Path) -> tuple[str, int, int]:
@@ -150,63 +178,27 @@ def _stamp(real: Path) -> tuple[str, int, int]:
     return str(real), sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)
 
 
-def load_diffusers_folder(folder: Path, dtype: str = "fp32", device: str = "cpu") -> SDComponents:
-    """Load the components of a ``StableDiffusionPipeline`` folder, offline.
+def load_diffusers_folder(
+    folder: Path, dtype: str = "fp32", device: str = "cpu", prediction_type: str | None = None
+) -> SDComponents:
+    """Load the components of a diffusers SD 1.x/2.x or SDXL (base or refiner) folder, offline.
 
-    Accepts folders whose weights are only saved as a variant (``*.fp16.safetensors``)
-    and casts every module to ``dtype`` on ``device``.
+    See :func:`nodeflow.models.folder.load_folder`.
     """
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from .folder import load_folder
 
-    for part in ("tokenizer", "text_encoder", "unet", "vae", "scheduler"):
-        if not (folder / part).is_dir():
-            raise ModelLoadError(f"{folder} is not a Stable Diffusion folder: '{part}/' is missing")
-    from transformers.utils import logging as transformers_logging
-
-    # transformers 5 draws a "Loading weights" bar per model; nodeflow draws its own progress.
-    transformers_logging.disable_progress_bar()
-    torch_dtype = DTYPES[dtype]
-    tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"), local_files_only=True)
-    text_encoder = CLIPTextModel.from_pretrained(
-        str(folder / "text_encoder"), dtype=torch_dtype, local_files_only=True, variant=_variant(folder / "text_encoder", "model")
-    )
-    # low_cpu_mem_usage=False: the fast path needs `accelerate`, which we do not depend on.
-    unet = UNet2DConditionModel.from_pretrained(
-        str(folder / "unet"), torch_dtype=torch_dtype, local_files_only=True, low_cpu_mem_usage=False,
-        variant=_variant(folder / "unet", "diffusion_pytorch_model"),
-    )
-    vae = AutoencoderKL.from_pretrained(
-        str(folder / "vae"), torch_dtype=torch_dtype, local_files_only=True, low_cpu_mem_usage=False,
-        variant=_variant(folder / "vae", "diffusion_pytorch_model"),
-    )
-    modules = {"text_encoder": text_encoder, "unet": unet, "vae": vae}
-    for module in modules.values():
-        module.to(device)  # already in torch_dtype: a dtype cast here would make diffusers warn
-        module.eval()
-        module.requires_grad_(False)
-    scheduler_config = pipeline_scheduler_config(json.loads((folder / "scheduler" / "scheduler_config.json").read_text()))
-    info = {"format": "diffusers", "dtype": dtype, "device": device, "scheduler": scheduler_config.get("_class_name")}
-    return SDComponents(tokenizer, text_encoder, unet, vae, scheduler_config, source=str(folder), info=info)
+    return load_folder(folder, dtype=dtype, device=device, prediction_type=prediction_type)
 
 
-def _variant(part: Path, stem: str) -> str | None:
-    """The variant (``"fp16"``) when only a variant file holds the weights, as diffusers names them."""
-    if any(part.glob(f"{stem}.safetensors")) or any(part.glob(f"{stem}.bin")):
-        return None
-    for file in sorted(part.glob(f"{stem}.*.safetensors")):
-        return file.name[len(stem) + 1 : -len(".safetensors")]
-    return None
-
-
-def pipeline_scheduler_config(raw: dict[str, Any]) -> dict[str, Any]:
+def pipeline_scheduler_config(raw: dict[str, Any], fix_legacy: bool = True) -> dict[str, Any]:
     """A scheduler config as diffusers' SD pipeline sees it: defaults filled in, legacy keys fixed.
 
     The pipeline constructor instantiates the scheduler (so class defaults join the
     config) and then rewrites ``steps_offset`` to 1 and ``clip_sample`` to False on
     legacy configs. We do the same so that a graph and the pipeline agree. The fixed
     keys are also dropped from ``_use_default_values``, otherwise ``from_config`` would
-    silently put the class default back.
+    silently put the class default back. SDXL pipelines fix nothing: pass
+    ``fix_legacy=False`` for them.
     """
     import diffusers
 
@@ -214,6 +206,8 @@ def pipeline_scheduler_config(raw: dict[str, Any]) -> dict[str, Any]:
     if cls is None or not hasattr(cls, "from_config"):
         return dict(raw)
     config = dict(cls.from_config(raw).config)
+    if not fix_legacy:
+        return config
     fixed = {}
     if config.get("steps_offset", 1) != 1:
         fixed["steps_offset"] = 1
@@ -225,4 +219,14 @@ def pipeline_scheduler_config(raw: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-__all__ = ["DEFAULT_MODEL", "DTYPES", "ModelStore", "SDComponents", "ModelLoadError", "load_diffusers_folder", "pipeline_scheduler_config"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "DTYPES",
+    "PREDICTION_TYPES",
+    "ModelFamily",
+    "ModelLoadError",
+    "ModelStore",
+    "SDComponents",
+    "load_diffusers_folder",
+    "pipeline_scheduler_config",
+]

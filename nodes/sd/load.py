@@ -44,6 +44,8 @@ class LoadModel:
     def run(self, ctx: Context, model: str, dtype: str, device: str) -> dict[str, Any]:
         store = ctx.models if ctx.models is not None else ModelStore()
         parts = store.load_sd(model, dtype=None if dtype == "auto" else dtype, device=None if device == "auto" else device)
+        if parts.family.is_sdxl:  # the SD nodes cannot drive SDXL's second text encoder and added conditioning yet
+            raise ValueError(f"model: {model} is an {parts.family.label} model; the SD nodes run SD 1.x and SD 2.x models only")
         return {
             "tokenizer": parts.tokenizer,
             "text_encoder": parts.text_encoder,
