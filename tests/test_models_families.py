@@ -284,3 +284,19 @@ def test_load_model_node_refuses_sdxl_naming_the_family(tiny: dict) -> None:
     ctx = Context(node_id="1", node_type="sd.load_model", models=ModelStore(device="cpu"))
     with pytest.raises(ValueError, match="is an SDXL refiner model; the SD nodes run SD 1.x and SD 2.x"):
         LoadModel().run(ctx, model=str(tiny[REFINER]["folder"]), dtype="fp32", device="cpu")
+
+
+@pytest.mark.parametrize("family", [SD2, SDXL, REFINER])
+def test_probe_tells_the_family_of_folders_and_files_without_loading(tiny: dict, family: ModelFamily) -> None:
+    from nodeflow.models.families import probe_family
+
+    assert probe_family(tiny[family]["folder"]) is family and probe_family(tiny[family]["file"]) is family
+
+
+def test_probe_gives_none_for_what_it_cannot_tell(tmp_path: Path) -> None:
+    from nodeflow.models.families import probe_family
+
+    lora = tmp_path / "lora.safetensors"
+    save_file({"lora_unet_x.lora_down.weight": torch.zeros(1, 1)}, str(lora))
+    (tmp_path / "model.ckpt").write_bytes(b"not opened")
+    assert probe_family(lora) is None and probe_family(tmp_path / "model.ckpt") is None and probe_family(tmp_path / "empty") is None

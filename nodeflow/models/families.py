@@ -143,4 +143,36 @@ def checkpoint_family(checkpoint: Mapping[str, Any]) -> ModelFamily | None:
     return None
 
 
-__all__ = ["FOLDER_PARTS", "ModelFamily", "SDXL_PIPELINE_DEFAULTS", "checkpoint_family", "folder_family", "pipeline_options"]
+def probe_family(path: str | Path) -> ModelFamily | None:
+    """The family of the model at ``path`` without loading weights, or None when it cannot be told.
+
+    A folder is read by its configs; a ``.safetensors`` file by its header's key names
+    only. Pickle checkpoints are not opened (unpickling can run code), so they give None,
+    as does anything that is not a model. Meant for listings (a model menu), not loading.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        if (path / "model_index.json").is_file() or (path / "unet" / "config.json").is_file():
+            return folder_family(path)
+        return None
+    if path.suffix.lower() != ".safetensors" or not path.is_file():
+        return None
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            keys = dict.fromkeys(handle.keys())
+    except Exception:  # a damaged or foreign file is "unknown" in a listing; loading it names the fault
+        return None
+    return checkpoint_family(keys) if "model.diffusion_model.input_blocks.0.0.weight" in keys else None
+
+
+__all__ = [
+    "FOLDER_PARTS",
+    "ModelFamily",
+    "SDXL_PIPELINE_DEFAULTS",
+    "checkpoint_family",
+    "folder_family",
+    "pipeline_options",
+    "probe_family",
+]
