@@ -300,3 +300,31 @@ def test_probe_gives_none_for_what_it_cannot_tell(tmp_path: Path) -> None:
     save_file({"lora_unet_x.lora_down.weight": torch.zeros(1, 1)}, str(lora))
     (tmp_path / "model.ckpt").write_bytes(b"not opened")
     assert probe_family(lora) is None and probe_family(tmp_path / "model.ckpt") is None and probe_family(tmp_path / "empty") is None
+
+
+@pytest.mark.usefixtures("sd_one_thread")
+@pytest.mark.parametrize("how", ["folder", "file"])
+def test_sd2_v_prediction_model_runs_the_sd_workflow_with_diffusers_pixels(tiny: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str) -> None:
+    # SD 2.x needs no node of its own: the txt2img workflow on its folder or single file
+    # gives StableDiffusionPipeline's pixels (v-prediction through the scheduler config).
+    import numpy as np
+    from diffusers import StableDiffusionPipeline
+    from PIL import Image
+
+    from nodeflow.cli import main
+
+    pipe = StableDiffusionPipeline.from_pretrained(
+        str(tiny[SD2]["folder"]), local_files_only=True, safety_checker=None, requires_safety_checker=False, low_cpu_mem_usage=False
+    )
+    pipe.set_progress_bar_config(disable=True)
+    expected = pipe("a red cube", negative_prompt="blurry", num_inference_steps=3, guidance_scale=6.5, width=64, height=64,
+                    generator=torch.Generator("cpu").manual_seed(1234)).images[0]
+    model = tiny[SD2]["folder" if how == "folder" else "file"]
+    settings = {"model": model, "prompt": "a red cube", "negative_prompt": "blurry", "seed": 1234, "steps": 3,
+                "guidance_scale": 6.5, "width": 64, "height": 64, "scheduler": "DDIMScheduler"}
+    args = ["run", str(Path(__file__).resolve().parent.parent / "workflows" / "txt2img.json"), "--out", str(tmp_path), "--json", "--device", "cpu"]
+    code = main(args + [a for k, v in settings.items() for a in ("--set", f"{k}={v}")])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0, report["errors"]
+    with Image.open(report["outputs"][0]) as picture:
+        assert np.array_equal(np.array(picture.convert("RGB")), np.array(expected))
