@@ -41,14 +41,17 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from .families import ModelFamily, checkpoint_family, pipeline_options
 from .single_file_text import LAYOUTS, build_tokenizer, clip_state_dict, fit_text_encoder
 from .store import DTYPES, PREDICTION_TYPES, SDComponents, pipeline_scheduler_config
+
+T = TypeVar("T")
 
 #: The shipped config skeletons, one folder per variant.
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
@@ -358,10 +361,10 @@ def _build_modules(
     return modules
 
 
-def _converted(convert: Any, *args: Any, path: Path, what: str) -> dict[str, torch.Tensor]:
-    """diffusers' ``convert`` on ``args``; a tensor it looks up and misses becomes a :class:`CheckpointError`."""
+def _converted(convert: Callable[..., T], *args: Any, path: Path, what: str) -> T:
+    """``convert(*args)`` (a diffusers conversion, a fit); a tensor it looks up and misses becomes a :class:`CheckpointError`."""
     try:
-        state: dict[str, torch.Tensor] = convert(*args)
+        state = convert(*args)
     except KeyError as exc:  # diffusers indexes the keys it knows must exist
         raise CheckpointError(f"{path}: the {what} weights are incomplete: no '{exc.args[0]}' in the checkpoint") from exc
     return state

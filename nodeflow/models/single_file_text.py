@@ -75,22 +75,20 @@ def fit_text_encoder(ckpt: dict[str, torch.Tensor], layout: TextLayout) -> dict[
     """
     if not layout.open_clip:
         sd = clip_state_dict(ckpt, layout, wrapped=False)
-        layers = {int(m.group(1)) for k in sd if (m := re.match(r"encoder\.layers\.(\d+)\.", k))}
+        layers = len({int(m.group(1)) for k in sd if (m := re.match(r"encoder\.layers\.(\d+)\.", k))})
         tokens = sd["embeddings.token_embedding.weight"]
         positions = sd["embeddings.position_embedding.weight"]
         fc1 = sd["encoder.layers.0.mlp.fc1.weight"]
     else:
         p = layout.prefix
-        layers = _open_clip_blocks(ckpt, p)
-        if layout.penultimate:
-            layers = layers[:-1]
+        layers = len(_open_clip_blocks(ckpt, p)) - (1 if layout.penultimate else 0)
         tokens, positions = ckpt[p + "token_embedding.weight"], ckpt[p + "positional_embedding"]
         fc1 = ckpt[p + "transformer.resblocks.0.mlp.c_fc.weight"]
     fitted = {
         "vocab_size": int(tokens.shape[0]),
         "hidden_size": int(tokens.shape[1]),
         "max_position_embeddings": int(positions.shape[0]),
-        "num_hidden_layers": len(layers),
+        "num_hidden_layers": layers,
         "intermediate_size": int(fc1.shape[0]),
     }
     if layout.slot == "text_encoder_2" and layout.prefix + "text_projection" in ckpt:
@@ -143,7 +141,7 @@ def build_tokenizer(folders: list[Path], slot: str, bpe_dir: Path) -> Any:
             return CLIPTokenizer.from_pretrained(str(part), local_files_only=True)
         special = part / "special_tokens_map.json"
         if special.is_file():
-            tokens = {k: v for k, v in json.loads(special.read_text()).items() if isinstance(v, str)}
+            tokens: dict[str, Any] = {k: v for k, v in json.loads(special.read_text()).items() if isinstance(v, str)}
             return CLIPTokenizer.from_pretrained(str(bpe_dir), local_files_only=True, **tokens)
     return CLIPTokenizer.from_pretrained(str(bpe_dir), local_files_only=True)
 
