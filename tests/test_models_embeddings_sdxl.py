@@ -34,14 +34,18 @@ def pairs() -> dict[str, tuple]:
     return {"text_encoder": (tokenizer(), parts["text_encoder"]), "text_encoder_2": (tokenizer("!"), parts["text_encoder_2"])}
 
 
+@pytest.fixture(scope="module")
+def added(sdxl_file: Path, pairs: dict) -> dict[str, tuple]:
+    return add_embeddings(pairs, read_embeddings(sdxl_file))
+
+
 def test_sdxl_file_reads_as_one_embedding_per_encoder_named_after_the_file(sdxl_file: Path, vectors: dict) -> None:
     found = read_embeddings(sdxl_file)
     assert found.keys() == {"text_encoder", "text_encoder_2"} and {e.token for e in found.values()} == {TOKEN}
     assert torch.equal(found["text_encoder"].vectors, vectors["clip_l"]) and torch.equal(found["text_encoder_2"].vectors, vectors["clip_g"])
 
 
-def test_each_encoder_gets_its_own_vectors_under_the_same_token_ids(sdxl_file: Path, pairs: dict, vectors: dict) -> None:
-    added = add_embeddings(pairs, read_embeddings(sdxl_file))
+def test_each_encoder_gets_its_own_vectors_under_the_same_token_ids(added: dict, vectors: dict) -> None:
     ids = {slot: tok.convert_tokens_to_ids([TOKEN, f"{TOKEN}_1"]) for slot, (tok, _) in added.items()}
     assert ids["text_encoder"] == ids["text_encoder_2"] == [49408, 49409]
     rows_l = added["text_encoder"][1].get_input_embeddings().weight[49408:49410]
@@ -49,13 +53,12 @@ def test_each_encoder_gets_its_own_vectors_under_the_same_token_ids(sdxl_file: P
     assert torch.equal(rows_l, vectors["clip_l"]) and torch.equal(rows_g, vectors["clip_g"])
 
 
-def test_adding_leaves_the_base_pairs_untouched(sdxl_file: Path, pairs: dict) -> None:
-    add_embeddings(pairs, read_embeddings(sdxl_file))
+def test_adding_leaves_the_base_pairs_untouched(added: dict, pairs: dict) -> None:
     for tok, encoder in pairs.values():
         assert TOKEN not in tok.get_vocab() and encoder.get_input_embeddings().num_embeddings == 49408
 
 
-def test_encoders_encode_the_token_as_diffusers_sdxl_pipeline_does(sdxl_file: Path, pairs: dict, vectors: dict) -> None:
+def test_encoders_encode_the_token_as_diffusers_sdxl_pipeline_does(added: dict, vectors: dict) -> None:
     from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
 
     fresh = tiny_sdxl(seed=9)  # diffusers resizes in place: give it its own copy of the same weights
@@ -66,7 +69,7 @@ def test_encoders_encode_the_token_as_diffusers_sdxl_pipeline_does(sdxl_file: Pa
     # The documented way to load an SDXL embedding into diffusers: one call per encoder.
     pipe.load_textual_inversion(vectors["clip_l"], token=TOKEN, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer)
     pipe.load_textual_inversion(vectors["clip_g"], token=TOKEN, text_encoder=pipe.text_encoder_2, tokenizer=pipe.tokenizer_2)
-    ours = add_embeddings(pairs, read_embeddings(sdxl_file))
+    ours = added
     theirs = {"text_encoder": (pipe.tokenizer, pipe.text_encoder), "text_encoder_2": (pipe.tokenizer_2, pipe.text_encoder_2)}
     for slot in ours:
         ids = ours[slot][0](PROMPT, padding="max_length", max_length=77, return_tensors="pt").input_ids
