@@ -60,8 +60,12 @@ class ModelStoreAPI(Protocol):
         """The precision ``"auto"`` means for a model loaded on ``device`` (``fp32``/``fp16``/``bf16``)."""
         ...
 
-    def load_sd(self, path: str | Path, dtype: str | None = None, device: str | None = None) -> Any:
-        """Load (once) the Stable Diffusion model at ``path`` (a folder, a file, or ``"default"``)."""
+    def load_sd(self, path: str | Path, dtype: str | None = None, device: str | None = None,
+                prediction_type: str | None = None) -> Any:
+        """Load (once) the Stable Diffusion model at ``path`` (a folder, a file, or ``"default"``).
+
+        ``prediction_type`` overrides the model's (``epsilon``, ``v_prediction``, ``sample``).
+        """
         ...
 
     def derived(self, key: tuple[Any, ...], build: Callable[[], T]) -> T:

@@ -90,7 +90,9 @@ def _unet_prefixes(config: Any) -> list[tuple[str, str]]:
     pairs = [("time_embed.0.", "time_embedding.linear_1."), ("time_embed.2.", "time_embedding.linear_2."),
              ("input_blocks.0.0.", "conv_in."), ("out.0.", "conv_norm_out."), ("out.2.", "conv_out."),
              ("middle_block.1.", "mid_block.attentions.0."),
-             ("middle_block.0.", "mid_block.resnets.0."), ("middle_block.2.", "mid_block.resnets.1.")]
+             ("middle_block.0.", "mid_block.resnets.0."), ("middle_block.2.", "mid_block.resnets.1."),
+             # SDXL's added conditioning (pooled text + time ids); absent from SD 1.x/2.x UNets.
+             ("label_emb.0.0.", "add_embedding.linear_1."), ("label_emb.0.2.", "add_embedding.linear_2.")]
     for i in range(n_levels):
         for j in range(layers):
             n = 1 + i * (layers + 1) + j

@@ -8,8 +8,6 @@ from pathlib import Path
 import pytest
 from server_support import int_graph, serving
 
-from nodeflow.models import DEFAULT_MODEL
-
 REPO = Path(__file__).resolve().parent.parent
 TXT2IMG = REPO / "workflows" / "txt2img.json"
 

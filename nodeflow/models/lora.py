@@ -1,4 +1,4 @@
-"""LoRA: low-rank weight deltas merged into new copies of the UNet and text encoder.
+"""LoRA: low-rank weight deltas merged into new copies of the UNet and text encoder(s).
 
 For every targeted layer with weight ``W`` the merged weight is::
 
@@ -12,13 +12,19 @@ of the base, so inference costs nothing extra and the shared base is never modif
 Formats read (``.safetensors``; pickle files only with the store's opt-in):
 
 * kohya / A1111: ``lora_unet_<module_path_with_underscores>.lora_down.weight``,
-  ``.lora_up.weight``, ``.alpha``; ``lora_te_...`` for the text encoder.
+  ``.lora_up.weight``, ``.alpha``; ``lora_te_...`` for the text encoder, and for SDXL
+  ``lora_te1_...`` (CLIP-L, ``text_encoder``) and ``lora_te2_...`` (OpenCLIP-bigG,
+  ``text_encoder_2``). kohya trains SDXL on the original SGM UNet, so SDXL files name
+  UNet layers the SGM way (``lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q``);
+  those names are mapped to diffusers' modules with diffusers' own LoRA conversion
+  (``_maybe_map_sgm_blocks_to_diffusers`` and ``_convert_unet_lora_key``).
 * diffusers / peft: ``unet.<module.path>.lora_A.weight`` and ``.lora_B.weight``
-  (``text_encoder.`` for the text encoder), also the older ``.lora.down.weight``,
-  ``.lora_linear_layer.down.weight`` and attention-processor ``.processor.to_q_lora.down.weight``.
+  (``text_encoder.`` / ``text_encoder_2.`` for the text encoders), also the older
+  ``.lora.down.weight``, ``.lora_linear_layer.down.weight`` and attention-processor
+  ``.processor.to_q_lora.down.weight``.
 
-Anything else (LoHa, LoKr, DoRA, SDXL's two text encoders, LDM-named layers) is refused
-with the offending keys named rather than half-applied.
+Anything else (LoHa, LoKr, DoRA) is refused with the offending keys named rather than
+half-applied.
 """
 
 from __future__ import annotations
@@ -39,8 +45,13 @@ _PARTS = (
     (".lora_linear_layer.down.weight", "down"), (".lora_linear_layer.up.weight", "up"),
     (".alpha", "alpha"),
 )
-_PREFIXES = (("lora_unet_", "unet"), ("lora_te_", "text_encoder"), ("unet.", "unet"), ("text_encoder.", "text_encoder"))
+_PREFIXES = (
+    ("lora_unet_", "unet"), ("lora_te_", "text_encoder"), ("lora_te1_", "text_encoder"), ("lora_te2_", "text_encoder_2"),
+    ("unet.", "unet"), ("text_encoder.", "text_encoder"), ("text_encoder_2.", "text_encoder_2"),
+)
 _PROCESSOR = re.compile(r"\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$")
+#: kohya names of the SGM UNet's layers (SDXL), as opposed to diffusers' (SD 1.x kohya files).
+_SGM = re.compile(r"^(input_blocks|middle_block|output_blocks|time_embed|label_emb)_\d|^out_2$")
 
 
 class LoraError(ValueError):
@@ -77,12 +88,14 @@ class Lora:
     """A parsed LoRA file: layers by module name for each component.
 
     Names are dotted module paths (peft) or underscore-joined ones (kohya); both resolve
-    against the model's own module names when merged.
+    against the model's own module names when merged. ``text_encoder_2`` is SDXL's
+    second (OpenCLIP-bigG) text encoder.
     """
 
     unet: dict[str, LoraLayer] = field(default_factory=dict)
     text_encoder: dict[str, LoraLayer] = field(default_factory=dict)
     source: str = ""
+    text_encoder_2: dict[str, LoraLayer] = field(default_factory=dict)
 
 
 def read_lora(path: str | Path, allow_pickle: bool = False) -> Lora:
@@ -96,7 +109,7 @@ def parse_lora(state_dict: dict[str, torch.Tensor], source: str = "LoRA") -> Lor
     unknown: list[str] = []
     for key, tensor in state_dict.items():
         target, rest = next(((t, key[len(p):]) for p, t in _PREFIXES if key.startswith(p)), (None, key))
-        rest = _PROCESSOR.sub(lambda m: f".{'to_out.0' if m[1] == 'to_out' else m[1]}.lora.{m[2]}.weight", rest)
+        rest = _processor_to_module(rest)
         part = next(((rest[: -len(s)], kind) for s, kind in _PARTS if rest.endswith(s)), None)
         if target is None or part is None:
             unknown.append(key)
@@ -105,7 +118,7 @@ def parse_lora(state_dict: dict[str, torch.Tensor], source: str = "LoRA") -> Lor
     if unknown:
         raise LoraError(
             f"{source}: {len(unknown)} keys are not a supported LoRA layout (e.g. {', '.join(unknown[:4])}); "
-            "supported: kohya lora_unet_/lora_te_ and diffusers/peft unet./text_encoder. lora_A/lora_B"
+            "supported: kohya lora_unet_/lora_te_/lora_te1_/lora_te2_ and diffusers/peft unet./text_encoder./text_encoder_2. lora_A/lora_B"
         )
     lora = Lora(source=source)
     for (target, module), found in parts.items():
@@ -124,6 +137,7 @@ def merge_lora(module: torch.nn.Module, layers: dict[str, LoraLayer], strength: 
     if not layers or strength == 0:
         return module
     index = _module_index(module)
+    index |= _sgm_index([k for k in layers if k not in index and _SGM.match(k)], module, source)
     merged = shared_copy(module)
     for key, layer in layers.items():
         name = index.get(key)
@@ -154,6 +168,35 @@ def _module_index(module: torch.nn.Module) -> dict[str, str]:
             index[alias] = name
             index[alias.replace(".", "_")] = name
     return index
+
+
+def _sgm_index(keys: list[str], unet: torch.nn.Module, source: str) -> dict[str, str]:
+    """kohya SGM layer names (SDXL) -> the diffusers UNet's module names, by diffusers' own mapping.
+
+    The block renumbering depends on the UNet's ``layers_per_block``, so it is done
+    against the model being merged into.
+    """
+    if not keys:
+        return {}
+    config = getattr(unet, "config", None)
+    if config is None or not hasattr(config, "layers_per_block"):
+        raise LoraError(f"{source}: layers named the SGM way ({keys[0]}) need a UNet, not a {type(unet).__name__}")
+    from diffusers.loaders.lora_conversion_utils import _convert_unet_lora_key, _maybe_map_sgm_blocks_to_diffusers
+
+    # diffusers renames whole keys: give it kohya keys whose values remember the short name.
+    renamed = _maybe_map_sgm_blocks_to_diffusers({f"lora_unet_{k}.lora_down.weight": k for k in keys}, config)
+    modules = {name for name, _ in unet.named_modules()}
+    index = {}
+    for new_key, original in renamed.items():
+        name = _processor_to_module(_convert_unet_lora_key(new_key)).removesuffix(".lora.down.weight")
+        if name in modules:  # else the merge reports the layer as matching nothing
+            index[original] = name
+    return index
+
+
+def _processor_to_module(key: str) -> str:
+    """Old attention-processor keys (``attn1.processor.to_q_lora.down.weight``) as module keys (``attn1.to_q.lora.down.weight``)."""
+    return _PROCESSOR.sub(lambda m: f".{'to_out.0' if m[1] == 'to_out' else m[1]}.lora.{m[2]}.weight", key)
 
 
 __all__ = ["Lora", "LoraError", "LoraLayer", "merge_lora", "parse_lora", "read_lora"]

@@ -1,26 +1,37 @@
-"""Single-file SD 1.x checkpoints (original LDM/CompVis key layout), loaded offline.
+"""Single-file checkpoints (original LDM / SGM key layouts) of SD 1.x, SD 2.x and SDXL, loaded offline.
 
 A single ``.safetensors`` checkpoint carries weights but no diffusers configs. We ship
-weight-free config skeletons (``configs/sd1``, ``configs/sd1-inpaint``) and build each
-component from them, so nothing is ever fetched from a model hub.
+weight-free config skeletons (``configs/<name>``: ``sd1``, ``sd1-inpaint``, ``sd2-512``,
+``sd2-768-v``, ``sdxl``, ``sdxl-refiner``) and build each component from them, so
+nothing is ever fetched from a model hub.
 
 How a checkpoint becomes :class:`~nodeflow.models.store.SDComponents`:
 
 1. :func:`read_state_dict` reads the file. Pickle formats (``.ckpt``, ``.bin``, ``.pt``,
    ``.pth``) can run code when unpickled, so they are refused unless the caller opts in,
    and even then they are read with ``torch.load(weights_only=True)``.
-2. :func:`detect_variant` tells SD 1.x from SD 1.x-inpaint by the UNet's first conv
-   (9 input channels for inpainting) and refuses other families with a clear message.
+2. :func:`detect_family` tells the family by the text encoders' key layout
+   (:func:`~nodeflow.models.families.checkpoint_family`), and :func:`skeleton_for` picks
+   the skeleton: SD 1.x or its inpainting variant (a 9-channel UNet input); SD 2.x
+   ``sd2-768-v`` (v-prediction, as diffusers' ``from_single_file`` reads SD 2.x files)
+   unless it is an inpainting model, told ``prediction_type="epsilon"`` (then
+   ``sd2-512``), or marked v-prediction by a ``v_pred`` key (ComfyUI's marker);
+   ``sdxl`` or ``sdxl-refiner``. Tensors cannot tell epsilon from v-prediction, so
+   the caller's ``prediction_type`` wins over all of this.
 3. :func:`fit_configs` reads the shape-determined config fields (channels, layers,
-   vocabulary, cross-attention width ...) from the tensors. For a real SD 1.5 they equal
-   the skeleton; for fine-tunes with other widths (and for the tiny test models) they
-   make the skeleton fit. Fields that shapes cannot tell (attention heads, activation,
-   VAE scaling factor, scheduler) come from the skeleton.
-4. diffusers' own LDM -> diffusers key conversions (``convert_ldm_unet_checkpoint``,
-   ``convert_ldm_vae_checkpoint``, ``convert_ldm_clip_checkpoint``) rename the keys and
-   each component is loaded with ``strict=True``: a checkpoint missing a tensor is an
-   error, never a silently random-initialised layer. (diffusers' ``from_single_file``
-   loads with ``strict=False`` when accelerate is absent, which is why we do not call it.)
+   transformer depth, vocabulary, cross-attention and added-embedding widths ...) from
+   the tensors. For the real models they equal the skeleton; for fine-tunes with other
+   widths (and the tiny test models) they make the skeleton fit. Fields that shapes
+   cannot tell (activations, the VAE scaling factor, the scheduler) come from the
+   skeleton; attention heads too, except SD 2.x/SDXL UNets whose heads are 64 wide
+   (``num_head_channels: 64`` in their original configs), so their count follows the width.
+4. diffusers' own conversions (``convert_ldm_unet_checkpoint``,
+   ``convert_ldm_vae_checkpoint``, ``convert_ldm_clip_checkpoint``,
+   ``convert_open_clip_checkpoint``; see :mod:`~nodeflow.models.single_file_text`)
+   rename the keys and each component is loaded with ``strict=True``: a checkpoint
+   missing a tensor is an error, never a silently random-initialised layer. (diffusers'
+   ``from_single_file`` loads with ``strict=False`` when accelerate is absent, which is
+   why we do not call it.)
 
 A caller may pass its own diffusers-layout config folder as ``config=``; it is then used
 as it is, without fitting.
@@ -30,15 +41,20 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
 from ..resources import CONFIGS_DIR  # the shipped config skeletons, one folder per variant
-from .store import DTYPES, SDComponents, pipeline_scheduler_config
+from .families import ModelFamily, checkpoint_family, pipeline_options
+from .single_file_text import LAYOUTS, build_tokenizer, clip_state_dict, fit_text_encoder
+from .store import DTYPES, PREDICTION_TYPES, SDComponents, pipeline_scheduler_config
 
-#: The CLIP tokenizer files shared by every SD 1.x variant.
+T = TypeVar("T")
+
+#: The CLIP BPE tokenizer files shared by every family (the skeletons reuse them).
 TOKENIZER_DIR = CONFIGS_DIR / "sd1" / "tokenizer"
 
 SAFETENSORS_SUFFIXES = frozenset({".safetensors"})
@@ -48,6 +64,12 @@ PICKLE_SUFFIXES = frozenset({".ckpt", ".bin", ".pt", ".pth"})
 _UNET = "model.diffusion_model."
 _VAE = "first_stage_model."
 _CLIP = "cond_stage_model.transformer."
+#: Key prefixes of the components we load; everything else (EMA copies, optimizer state) is dropped.
+_KEEP = (_UNET, _VAE, "cond_stage_model.", "conditioner.embedders.")
+#: SD 2.x and SDXL UNets use 64-wide attention heads (``num_head_channels: 64``).
+_HEAD_WIDTH = 64
+#: How many size/crop/score numbers SDXL's time ids hold: base (orig, crop, target) and refiner (orig, crop, score).
+_TIME_IDS = {ModelFamily.SDXL: 6, ModelFamily.SDXL_REFINER: 5}
 
 
 class CheckpointError(ValueError):
@@ -115,36 +137,68 @@ def _unpickler_reason(exc: Exception) -> str:
     return text.splitlines()[0].strip() if text.strip() else type(exc).__name__
 
 
+def detect_family(checkpoint: dict[str, torch.Tensor], name: str = "checkpoint") -> ModelFamily:
+    """The family of an original-layout checkpoint; :class:`CheckpointError` when it is none we load."""
+    family = checkpoint_family(checkpoint)
+    if family is None or _UNET + "input_blocks.0.0.weight" not in checkpoint:
+        raise CheckpointError(
+            f"{name}: not an SD 1.x checkpoint in the original LDM layout, nor an SD 2.x or SDXL one "
+            f"(no '{_UNET}input_blocks.0.0.weight', or no '{_CLIP}*', 'cond_stage_model.model.*' "
+            "or 'conditioner.embedders.*' text-encoder keys)"
+        )
+    return family
+
+
 def detect_variant(checkpoint: dict[str, torch.Tensor], name: str = "checkpoint") -> str:
     """``"sd1"`` or ``"sd1-inpaint"`` for an SD 1.x LDM checkpoint; :class:`CheckpointError` otherwise.
 
     Inpainting UNets take latents + mask + masked-image latents, so their first conv
-    has 9 input channels instead of 4.
+    has 9 input channels instead of 4. Other families are named in the error; see
+    :func:`detect_family` and :func:`skeleton_for` for them.
     """
     if any(k.startswith("conditioner.embedders.") for k in checkpoint):
-        raise CheckpointError(f"{name}: an SDXL checkpoint; only SD 1.x single files are supported")
+        raise CheckpointError(f"{name}: an SDXL checkpoint, not SD 1.x")
     if any(k.startswith("cond_stage_model.model.") for k in checkpoint):
-        raise CheckpointError(f"{name}: an SD 2.x (OpenCLIP) checkpoint; only SD 1.x single files are supported")
-    first_conv = checkpoint.get(_UNET + "input_blocks.0.0.weight")
-    if first_conv is None or not any(k.startswith(_CLIP) for k in checkpoint):
-        raise CheckpointError(
-            f"{name}: not an SD 1.x checkpoint in the original LDM layout "
-            f"(no '{_UNET}input_blocks.0.0.weight' or '{_CLIP}*' keys)"
-        )
-    return "sd1-inpaint" if first_conv.shape[1] == 9 else "sd1"
+        raise CheckpointError(f"{name}: an SD 2.x (OpenCLIP) checkpoint, not SD 1.x")
+    detect_family(checkpoint, name)
+    return "sd1-inpaint" if _is_inpaint(checkpoint) else "sd1"
 
 
-def fit_configs(checkpoint: dict[str, torch.Tensor]) -> dict[str, dict[str, Any]]:
-    """Config fields read from tensor shapes: ``{"unet": {...}, "vae": {...}, "text_encoder": {...}}``.
+def _is_inpaint(checkpoint: dict[str, torch.Tensor]) -> bool:
+    return int(checkpoint[_UNET + "input_blocks.0.0.weight"].shape[1]) == 9
 
-    These override the skeleton so SD 1.x-architecture checkpoints of other widths load.
+
+def skeleton_for(family: ModelFamily, checkpoint: dict[str, torch.Tensor], prediction_type: str | None = None) -> str:
+    """The shipped skeleton (a folder of :data:`CONFIGS_DIR`) for a checkpoint of ``family``.
+
+    SD 2.x: ``sd2-512`` (epsilon) for ``prediction_type="epsilon"`` and inpainting
+    models, else ``sd2-768-v`` (v-prediction), as diffusers' ``from_single_file`` does.
     """
-    return {"unet": _fit_unet(checkpoint), "vae": _fit_vae(checkpoint), "text_encoder": _fit_clip(checkpoint)}
+    if family is ModelFamily.SD1:
+        return "sd1-inpaint" if _is_inpaint(checkpoint) else "sd1"
+    if family is ModelFamily.SD2:
+        wants_eps = prediction_type == "epsilon" or (prediction_type is None and _is_inpaint(checkpoint) and "v_pred" not in checkpoint)
+        return "sd2-512" if wants_eps else "sd2-768-v"
+    return "sdxl" if family is ModelFamily.SDXL else "sdxl-refiner"
 
 
-def _fit_unet(ckpt: dict[str, torch.Tensor]) -> dict[str, Any]:
+def fit_configs(checkpoint: dict[str, torch.Tensor], family: ModelFamily | None = None) -> dict[str, dict[str, Any]]:
+    """Config fields read from tensor shapes: ``{"unet": {...}, "vae": {...}, "text_encoder": {...}, ...}``.
+
+    One entry per text encoder of the family (``text_encoder`` and/or ``text_encoder_2``).
+    These override the skeleton so checkpoints of other widths load.
+    """
+    family = family or detect_family(checkpoint)
+    fitted = {"unet": _fit_unet(checkpoint, family), "vae": _fit_vae(checkpoint)}
+    for layout in LAYOUTS[family]:
+        fitted[layout.slot] = fit_text_encoder(checkpoint, layout)
+    return fitted
+
+
+def _unet_levels(ckpt: dict[str, torch.Tensor]) -> tuple[list[int], list[int], int]:
+    """Per level: output channels and transformer depth (0: no attention); and the resnets per level."""
     channels: list[int] = []
-    attention: list[bool] = []
+    depths: list[int] = []
     resnets_in_level = 0
     layers_per_block = 0
     n = 1
@@ -157,19 +211,29 @@ def _fit_unet(ckpt: dict[str, torch.Tensor]) -> dict[str, Any]:
         else:
             if resnets_in_level == 0:
                 channels.append(int(ckpt[f"{_UNET}input_blocks.{n}.0.out_layers.3.weight"].shape[0]))
-                attention.append(f"{_UNET}input_blocks.{n}.1.proj_in.weight" in ckpt)
+                depths.append(_depth(ckpt, f"{_UNET}input_blocks.{n}.1."))
             resnets_in_level += 1
         n += 1
-    layers_per_block = layers_per_block or resnets_in_level
-    down = ["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attention]
-    up = ["CrossAttnUpBlock2D" if a else "UpBlock2D" for a in reversed(attention)]
+    return channels, depths, layers_per_block or resnets_in_level
+
+
+def _depth(ckpt: dict[str, torch.Tensor], block: str) -> int:
+    """How many transformer blocks the spatial transformer at ``block`` holds (0: none)."""
+    if block + "proj_in.weight" not in ckpt:
+        return 0
+    pattern = re.compile(re.escape(block) + r"transformer_blocks\.(\d+)\.")
+    return len({m.group(1) for k in ckpt if (m := pattern.match(k))})
+
+
+def _fit_unet(ckpt: dict[str, torch.Tensor], family: ModelFamily = ModelFamily.SD1) -> dict[str, Any]:
+    channels, depths, layers_per_block = _unet_levels(ckpt)
     fitted: dict[str, Any] = {
         "in_channels": int(ckpt[_UNET + "input_blocks.0.0.weight"].shape[1]),
         "out_channels": int(ckpt[_UNET + "out.2.weight"].shape[0]),
         "block_out_channels": channels,
         "layers_per_block": layers_per_block,
-        "down_block_types": down,
-        "up_block_types": up,
+        "down_block_types": ["CrossAttnDownBlock2D" if d else "DownBlock2D" for d in depths],
+        "up_block_types": ["CrossAttnUpBlock2D" if d else "UpBlock2D" for d in reversed(depths)],
     }
     # A UNet without attention keeps the skeleton's values; the strict load then tells.
     attn2_k = next((v for k, v in ckpt.items() if k.startswith(_UNET) and k.endswith("attn2.to_k.weight")), None)
@@ -178,6 +242,40 @@ def _fit_unet(ckpt: dict[str, torch.Tensor]) -> dict[str, Any]:
         fitted["cross_attention_dim"] = int(attn2_k.shape[1])
     if proj_in is not None:
         fitted["use_linear_projection"] = proj_in.ndim == 2  # SD 1.x: 1x1 convs; 2.x-style fine-tunes: linear
+    mid = _depth(ckpt, f"{_UNET}middle_block.1.")
+    if any(d > 1 for d in depths) or mid > 1:
+        fitted["transformer_layers_per_block"] = _transformer_depths(depths, mid)
+    if family is not ModelFamily.SD1:
+        fitted["attention_head_dim"] = [max(1, c // _HEAD_WIDTH) for c in channels]
+    if family.is_sdxl:
+        fitted.update(_fit_added_embedding(ckpt, family))
+    return fitted
+
+
+def _transformer_depths(depths: list[int], mid: int) -> int | list[int]:
+    """diffusers' ``transformer_layers_per_block``: one int when uniform, else one per level.
+
+    Levels without attention get 1 (their value is unused), except the last, whose
+    value diffusers also gives the mid block.
+    """
+    if {d for d in depths if d} <= {mid}:
+        return mid
+    per_level = [d or 1 for d in depths]
+    per_level[-1] = depths[-1] or mid
+    return per_level
+
+
+def _fit_added_embedding(ckpt: dict[str, torch.Tensor], family: ModelFamily) -> dict[str, Any]:
+    """SDXL's added conditioning: [pooled text embedding, sinusoidal time ids] -> ``label_emb``."""
+    linear = ckpt.get(_UNET + "label_emb.0.0.weight")
+    if linear is None:
+        return {}
+    width = int(linear.shape[1])
+    pooled_layout = next(layout for layout in LAYOUTS[family] if layout.slot == "text_encoder_2")
+    projection = ckpt.get(pooled_layout.prefix + "text_projection")
+    fitted: dict[str, Any] = {"addition_embed_type": "text_time", "projection_class_embeddings_input_dim": width}
+    if projection is not None and (width - int(projection.shape[1])) % _TIME_IDS[family] == 0:
+        fitted["addition_time_embed_dim"] = (width - int(projection.shape[1])) // _TIME_IDS[family]
     return fitted
 
 
@@ -195,100 +293,106 @@ def _fit_vae(ckpt: dict[str, torch.Tensor]) -> dict[str, Any]:
     }
 
 
-def _fit_clip(ckpt: dict[str, torch.Tensor]) -> dict[str, Any]:
-    sd = _clip_state_dict(ckpt)
-    tokens = sd["embeddings.token_embedding.weight"]
-    layers = {int(m.group(1)) for k in sd if (m := re.match(r"encoder\.layers\.(\d+)\.", k))}
-    return {
-        "vocab_size": int(tokens.shape[0]),
-        "hidden_size": int(tokens.shape[1]),
-        "max_position_embeddings": int(sd["embeddings.position_embedding.weight"].shape[0]),
-        "num_hidden_layers": len(layers),
-        "intermediate_size": int(sd["encoder.layers.0.mlp.fc1.weight"].shape[0]),
-    }
-
-
-def _clip_state_dict(ckpt: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """CLIP text weights under ``CLIPTextModel``'s own names (transformers >= 5.6 has no ``text_model.``)."""
-    from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint
-
-    sd = convert_ldm_clip_checkpoint(ckpt)
-    # position_ids is a buffer that old checkpoints saved; the model rebuilds it.
-    return {k.removeprefix("text_model."): v for k, v in sd.items() if not k.endswith("position_ids")}
-
-
 def load_single_file(
     path: str | Path,
     dtype: torch.dtype | str = torch.float32,
     device: torch.device | str = "cpu",
     config: str | Path | None = None,
     allow_pickle: bool = False,
+    prediction_type: str | None = None,
 ) -> SDComponents:
-    """Load an SD 1.x single-file checkpoint (LDM key layout) offline.
+    """Load an SD 1.x, SD 2.x or SDXL (base or refiner) single-file checkpoint offline.
 
-    ``config`` is a diffusers-layout folder with ``unet/``, ``vae/``, ``text_encoder/``,
-    ``scheduler/`` configs (and optionally ``tokenizer/``); by default the shipped
-    skeleton for the detected variant is used and fitted to the tensor shapes.
-    ``dtype`` is a torch dtype or ``"fp32"``/``"fp16"``/``"bf16"``. Raises
-    :class:`CheckpointError` (or :class:`PickleRefused`) with the file's name.
+    ``config`` is a diffusers-layout folder with ``unet/``, ``vae/``, the family's text
+    encoder and ``scheduler/`` configs (and optionally tokenizers); by default the
+    shipped skeleton for the checkpoint (:func:`skeleton_for`) is used and fitted to the
+    tensor shapes. ``prediction_type`` (``"epsilon"``, ``"v_prediction"``, ``"sample"``)
+    overrides the inferred one. ``dtype`` is a torch dtype or ``"fp32"``/``"fp16"``/``"bf16"``.
+    Raises :class:`CheckpointError` (or :class:`PickleRefused`) with the file's name.
     """
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
     path = Path(path)
+    if prediction_type not in PREDICTION_TYPES:
+        raise CheckpointError(f"{path}: prediction_type must be one of {[t for t in PREDICTION_TYPES if t]}, not {prediction_type!r}")
     torch_dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
     checkpoint = read_state_dict(path, allow_pickle=allow_pickle)
-    variant = detect_variant(checkpoint, str(path))
-    if config is None:
-        folder = CONFIGS_DIR / variant
-        fitted = fit_configs(checkpoint)
-    else:
-        folder = Path(config)
-        fitted = {"unet": {}, "vae": {}, "text_encoder": {}}
-        if not (folder / "unet" / "config.json").is_file():
-            raise CheckpointError(f"{folder}: not a diffusers config folder (no unet/config.json)")
-
+    family = detect_family(checkpoint, str(path))
+    variant = skeleton_for(family, checkpoint, prediction_type)
+    folder = CONFIGS_DIR / variant if config is None else Path(config)
+    if not (folder / "unet" / "config.json").is_file():
+        raise CheckpointError(f"{folder}: not a diffusers config folder (no unet/config.json)")
+    fitted = _converted(fit_configs, checkpoint, family, path=path, what="model") if config is None else {}
+    marked_v = "v_pred" in checkpoint
     # Cast the tensors before loading rather than the modules after: diffusers warns on
     # module.to(dtype), and a half-precision model never holds a full-precision copy.
-    # Only the three components' keys are kept: EMA copies and optimizer leftovers are dropped.
-    checkpoint = {
-        k: _aligned(v.to(torch_dtype) if v.is_floating_point() else v)
-        for k, v in checkpoint.items()
-        if k.startswith((_UNET, _VAE, "cond_stage_model."))
-    }
-
-    unet_config = {**_read_json(folder / "unet" / "config.json"), **fitted["unet"]}
-    unet = _build(UNet2DConditionModel, unet_config, convert_ldm_unet_checkpoint(checkpoint, unet_config), path, "UNet")
-
-    vae_config = {**_read_json(folder / "vae" / "config.json"), **fitted["vae"]}
-    vae = _build(AutoencoderKL, vae_config, convert_ldm_vae_checkpoint(checkpoint, vae_config), path, "VAE")
-
-    clip_config = CLIPTextConfig.from_pretrained(str(folder / "text_encoder"), local_files_only=True, **fitted["text_encoder"])
-    text_encoder: torch.nn.Module = CLIPTextModel(clip_config)
-    text_encoder.to(torch_dtype)
-    _load_strict(text_encoder, _clip_state_dict(checkpoint), path, "text encoder")
-    text_encoder.eval()
-
-    tokenizer_dir = folder / "tokenizer" if (folder / "tokenizer").is_dir() else TOKENIZER_DIR
-    tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
-    # Normalised as the SD pipeline does, so a single file and a folder step alike.
-    scheduler_config = pipeline_scheduler_config(_read_json(folder / "scheduler" / "scheduler_config.json"))
-
-    modules: list[torch.nn.Module] = [unet, vae, text_encoder]
-    for module in modules:
+    # Only the components' keys are kept: EMA copies and optimizer leftovers are dropped.
+    checkpoint = {k: _aligned(v.to(torch_dtype) if v.is_floating_point() else v) for k, v in checkpoint.items() if k.startswith(_KEEP)}
+    modules = _build_modules(checkpoint, family, folder, fitted, path)
+    for module in modules.values():
         module.to(device)
         module.requires_grad_(False)
+    # Normalised as the family's pipeline does, so a single file and a folder step alike.
+    scheduler_config = pipeline_scheduler_config(_read_json(folder / "scheduler" / "scheduler_config.json"), fix_legacy=not family.is_sdxl)
+    if prediction_type is not None or marked_v:
+        scheduler_config["prediction_type"] = prediction_type or "v_prediction"
+    tokenizers = {layout.tokenizer_slot: build_tokenizer([folder, CONFIGS_DIR / variant], layout.tokenizer_slot, TOKENIZER_DIR) for layout in LAYOUTS[family]}
+    info = {"format": "single_file", "family": family.value, "variant": variant, "config": str(folder), "device": str(device),
+            "dtype": next((name for name, t in DTYPES.items() if t == torch_dtype), str(torch_dtype)), "scheduler": scheduler_config.get("_class_name")}
     return SDComponents(
-        tokenizer=tokenizer,
-        text_encoder=text_encoder,
-        unet=unet,
-        vae=vae,
-        scheduler_config=scheduler_config,
-        source=str(path),
-        info={"format": "single_file", "variant": variant, "config": str(folder), "device": str(device),
-              "dtype": next((name for name, t in DTYPES.items() if t == torch_dtype), str(torch_dtype)), "scheduler": scheduler_config.get("_class_name")},
+        tokenizer=tokenizers.get("tokenizer"), text_encoder=modules.get("text_encoder"), unet=modules["unet"], vae=modules["vae"],
+        scheduler_config=scheduler_config, source=str(path), info=info, family=family,
+        tokenizer_2=tokenizers.get("tokenizer_2"), text_encoder_2=modules.get("text_encoder_2"),
+        pipeline_config=pipeline_options(family, _read_json(folder / "model_index.json", missing_ok=True)),
     )
+
+
+def _build_modules(
+    checkpoint: dict[str, torch.Tensor], family: ModelFamily, folder: Path, fitted: dict[str, dict[str, Any]], path: Path
+) -> dict[str, torch.nn.Module]:
+    """The UNet, VAE and text encoder(s), each loaded strictly from ``checkpoint``."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    unet_config = {**_read_json(folder / "unet" / "config.json"), **fitted.get("unet", {})}
+    unet_state = _converted(convert_ldm_unet_checkpoint, checkpoint, unet_config, path=path, what="UNet")
+    unet = _build(UNet2DConditionModel, unet_config, unet_state, path, "UNet")
+    vae_config = {**_read_json(folder / "vae" / "config.json"), **fitted.get("vae", {})}
+    vae = _build(AutoencoderKL, vae_config, _converted(convert_ldm_vae_checkpoint, checkpoint, vae_config, path=path, what="VAE"), path, "VAE")
+    modules: dict[str, torch.nn.Module] = {"unet": unet, "vae": vae}
+    for layout in LAYOUTS[family]:
+        if not (folder / layout.slot / "config.json").is_file():
+            raise CheckpointError(f"{folder}: no {layout.slot}/config.json for the {family.label} checkpoint {path.name}")
+        clip_config = CLIPTextConfig.from_pretrained(str(folder / layout.slot), local_files_only=True, **fitted.get(layout.slot, {}))
+        cls = CLIPTextModelWithProjection if layout.slot == "text_encoder_2" else CLIPTextModel
+        # Built on the meta device like the UNet: random initialisation would be thrown away.
+        with torch.device("meta"):
+            encoder = cls(clip_config)
+        state = clip_state_dict(checkpoint, layout, wrapped=hasattr(encoder, "text_model"), model=encoder)
+        _load_strict(encoder, state, path, "text encoder" if layout.slot == "text_encoder" else "second text encoder", assign=True)
+        _fill_position_ids(encoder, path)
+        modules[layout.slot] = encoder.eval()
+    return modules
+
+
+def _converted(convert: Callable[..., T], *args: Any, path: Path, what: str) -> T:
+    """``convert(*args)`` (a diffusers conversion, a fit); a tensor it looks up and misses becomes a :class:`CheckpointError`."""
+    try:
+        state = convert(*args)
+    except KeyError as exc:  # diffusers indexes the keys it knows must exist
+        raise CheckpointError(f"{path}: the {what} weights are incomplete: no '{exc.args[0]}' in the checkpoint") from exc
+    return state
+
+
+def _fill_position_ids(encoder: torch.nn.Module, path: Path) -> None:
+    """Rebuild CLIP's ``position_ids`` (a non-persistent buffer, so never in a state dict) after a meta build."""
+    for name, buffer in list(encoder.named_buffers()):
+        if not buffer.is_meta:
+            continue
+        if not name.endswith("position_ids"):
+            raise CheckpointError(f"{path}: text encoder buffer {name} is not in the checkpoint")
+        owner_name, _, attr = name.rpartition(".")
+        owner = encoder.get_submodule(owner_name)
+        owner.register_buffer(attr, torch.arange(buffer.shape[-1]).expand(tuple(buffer.shape)), persistent=False)
 
 
 def _aligned(tensor: torch.Tensor, alignment: int = 64) -> torch.Tensor:
@@ -304,7 +408,9 @@ def _aligned(tensor: torch.Tensor, alignment: int = 64) -> torch.Tensor:
     return tensor.clone()
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path, missing_ok: bool = False) -> dict[str, Any]:
+    if missing_ok and not path.is_file():
+        return {}
     data: dict[str, Any] = json.loads(path.read_text())
     return data
 
@@ -342,9 +448,11 @@ __all__ = [
     "TOKENIZER_DIR",
     "CheckpointError",
     "PickleRefused",
+    "detect_family",
     "detect_variant",
     "fit_configs",
     "is_checkpoint_file",
     "load_single_file",
     "read_state_dict",
+    "skeleton_for",
 ]

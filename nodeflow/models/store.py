@@ -4,10 +4,14 @@ Entries are keyed by the path's stamp (:func:`nodeflow.files.stamp`: real path, 
 mtime; for a diffusers folder, over the files its loaders read) plus dtype and device,
 so a file replaced on disk is loaded again and two dtypes of one model coexist.
 
+SD 1.x, SD 2.x and SDXL base/refiner models load; :attr:`SDComponents.family` says which
+(:mod:`nodeflow.models.families`).
+
 :class:`ModelStore` implements :class:`nodeflow.context.ModelStoreAPI`, the interface
-nodes see as ``ctx.models``: ``load_sd(path, dtype=None, device=None) -> SDComponents``
-where ``path`` is a diffusers folder, a single-file ``.safetensors`` checkpoint (handled
-by :mod:`nodeflow.models.single_file`), or ``"default"`` (the embedded model).
+nodes see as ``ctx.models``: ``load_sd(path, dtype=None, device=None, prediction_type=None)
+-> SDComponents`` where ``path`` is a diffusers folder (:mod:`nodeflow.models.folder`), a
+single-file ``.safetensors`` checkpoint (:mod:`nodeflow.models.single_file`), or
+``"default"`` (the embedded model).
 
 Precision: ``dtype=None`` (the default) means fp16 on CUDA and fp32 on the CPU, the
 usual choice for each; a store made with ``dtype="fp32"`` (``nodeflow run --dtype``)
@@ -18,12 +22,12 @@ reach a model hub. Modules come back in eval mode with gradients off.
 
 The scheduler config is normalised the way diffusers' ``StableDiffusionPipeline``
 constructor does it (``steps_offset`` forced to 1, ``clip_sample`` forced off), so a
-graph and the pipeline built from the same folder step with the same config.
+graph and the pipeline built from the same folder step with the same config. SDXL
+pipelines do not rewrite those keys, so SDXL configs only get the class defaults.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Callable
@@ -35,6 +39,7 @@ import torch
 
 from ..files import stamp
 from ..resources import DEFAULT_MODEL_DIR
+from .families import ModelFamily
 
 #: Where the embedded default model lives (a diffusers folder shipped in the package).
 DEFAULT_MODEL = DEFAULT_MODEL_DIR
@@ -45,15 +50,23 @@ DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, 
 #: Devices a user may name (``cuda:1`` included).
 DEVICE_KINDS = ("cpu", "cuda", "mps")
 
+#: The values a caller may give to override a model's prediction type (None: keep the model's).
+PREDICTION_TYPES = (None, "epsilon", "v_prediction", "sample")
+
 T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class SDComponents:
-    """A loaded SD 1.x model: tokenizer, text encoder, UNet, VAE and the scheduler config.
+    """A loaded Stable Diffusion model: tokenizer(s), text encoder(s), UNet, VAE, scheduler config.
 
     ``scheduler_config`` is the plain dict of the model's scheduler config (with
-    ``_class_name``); scheduler objects are made fresh per run from it.
+    ``_class_name``); scheduler objects are made fresh per run from it. ``family`` tells
+    which slots are filled: SD 1.x/2.x use ``tokenizer``/``text_encoder``; SDXL base adds
+    ``tokenizer_2``/``text_encoder_2`` (OpenCLIP-bigG with projection); the SDXL refiner
+    has only the second pair (``tokenizer``/``text_encoder`` are None).
+    ``pipeline_config`` holds what diffusers' pipeline reads from the folder's
+    ``model_index.json`` (SDXL: ``force_zeros_for_empty_prompt``, ``requires_aesthetics_score``).
     """
 
     tokenizer: Any
@@ -63,6 +76,15 @@ class SDComponents:
     scheduler_config: dict[str, Any]
     source: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    family: ModelFamily = ModelFamily.SD1
+    tokenizer_2: Any = None
+    text_encoder_2: Any = None
+    pipeline_config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def prediction_type(self) -> str:
+        """What the UNet predicts: ``"epsilon"`` (noise), ``"v_prediction"`` or ``"sample"``."""
+        return str(self.scheduler_config.get("prediction_type", "epsilon"))
 
 
 class ModelLoadError(ValueError):
@@ -103,8 +125,16 @@ class ModelStore:
             return self.dtype
         return "fp16" if self.resolve_device(device).startswith("cuda") else "fp32"
 
-    def load_sd(self, path: str | Path, dtype: str | None = None, device: str | None = None) -> SDComponents:
-        """Load (or return the already loaded) SD 1.x model at ``path``; see the module docstring."""
+    def load_sd(
+        self, path: str | Path, dtype: str | None = None, device: str | None = None, prediction_type: str | None = None
+    ) -> SDComponents:
+        """Load (or return the already loaded) model at ``path``; see the module docstring.
+
+        ``prediction_type`` (``"epsilon"``, ``"v_prediction"``, ``"sample"``) overrides the
+        one the scheduler config gives or a single file's inference picks.
+        """
+        if prediction_type not in PREDICTION_TYPES:
+            raise ModelLoadError(f"prediction_type must be one of {sorted(t for t in PREDICTION_TYPES if t)}, not {prediction_type!r}")
         device = self.resolve_device(device)
         check_device(device)
         dtype = dtype or self.default_dtype(device)
@@ -112,13 +142,13 @@ class ModelStore:
             raise ModelLoadError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
         real = self._resolve(path)
         try:
-            key = ("sd", *stamp(real), dtype, device)
+            key = ("sd", *stamp(real), dtype, device, prediction_type)
         except ValueError as exc:  # a folder that is not a model
             raise ModelLoadError(str(exc)) from None
         with self._lock:  # one lock for all loads: two runs asking at once load once
             found = self._items.get(key)
             if found is None:
-                found = self._load(real, dtype, device)
+                found = self._load(real, dtype, device, prediction_type)
                 self._items[key] = found
                 self.loads += 1
             return found
@@ -153,13 +183,13 @@ class ModelStore:
             raise ModelLoadError(f"model path {path} does not exist (models load from local paths only)")
         return real
 
-    def _load(self, real: Path, dtype: str, device: str) -> SDComponents:
+    def _load(self, real: Path, dtype: str, device: str, prediction_type: str | None = None) -> SDComponents:
         if real.is_dir():
-            return load_diffusers_folder(real, dtype=dtype, device=device)
+            return load_diffusers_folder(real, dtype=dtype, device=device, prediction_type=prediction_type)
         # Single files (and the pickle refusal, with its message) are single_file's business.
         from .single_file import load_single_file
 
-        return load_single_file(real, dtype=dtype, device=device, allow_pickle=self.allow_pickle)
+        return load_single_file(real, dtype=dtype, device=device, allow_pickle=self.allow_pickle, prediction_type=prediction_type)
 
 
 def check_device(device: str | None) -> None:
@@ -177,63 +207,27 @@ def check_device(device: str | None) -> None:
         raise ValueError("device 'mps' was asked for, but Apple MPS is not available here")
 
 
-def load_diffusers_folder(folder: Path, dtype: str = "fp32", device: str = "cpu") -> SDComponents:
-    """Load the components of a ``StableDiffusionPipeline`` folder, offline.
+def load_diffusers_folder(
+    folder: Path, dtype: str = "fp32", device: str = "cpu", prediction_type: str | None = None
+) -> SDComponents:
+    """Load the components of a diffusers SD 1.x/2.x or SDXL (base or refiner) folder, offline.
 
-    Accepts folders whose weights are only saved as a variant (``*.fp16.safetensors``)
-    and casts every module to ``dtype`` on ``device``.
+    See :func:`nodeflow.models.folder.load_folder`.
     """
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from .folder import load_folder
 
-    for part in ("tokenizer", "text_encoder", "unet", "vae", "scheduler"):
-        if not (folder / part).is_dir():
-            raise ModelLoadError(f"{folder} is not a Stable Diffusion folder: '{part}/' is missing")
-    from transformers.utils import logging as transformers_logging
-
-    # transformers 5 draws a "Loading weights" bar per model; nodeflow draws its own progress.
-    transformers_logging.disable_progress_bar()
-    torch_dtype = DTYPES[dtype]
-    tokenizer = CLIPTokenizer.from_pretrained(str(folder / "tokenizer"), local_files_only=True)
-    text_encoder = CLIPTextModel.from_pretrained(
-        str(folder / "text_encoder"), dtype=torch_dtype, local_files_only=True, variant=_variant(folder / "text_encoder", "model")
-    )
-    # low_cpu_mem_usage=False: the fast path needs `accelerate`, which we do not depend on.
-    unet = UNet2DConditionModel.from_pretrained(
-        str(folder / "unet"), torch_dtype=torch_dtype, local_files_only=True, low_cpu_mem_usage=False,
-        variant=_variant(folder / "unet", "diffusion_pytorch_model"),
-    )
-    vae = AutoencoderKL.from_pretrained(
-        str(folder / "vae"), torch_dtype=torch_dtype, local_files_only=True, low_cpu_mem_usage=False,
-        variant=_variant(folder / "vae", "diffusion_pytorch_model"),
-    )
-    modules = {"text_encoder": text_encoder, "unet": unet, "vae": vae}
-    for module in modules.values():
-        module.to(device)  # already in torch_dtype: a dtype cast here would make diffusers warn
-        module.eval()
-        module.requires_grad_(False)
-    scheduler_config = pipeline_scheduler_config(json.loads((folder / "scheduler" / "scheduler_config.json").read_text()))
-    info = {"format": "diffusers", "dtype": dtype, "device": device, "scheduler": scheduler_config.get("_class_name")}
-    return SDComponents(tokenizer, text_encoder, unet, vae, scheduler_config, source=str(folder), info=info)
+    return load_folder(folder, dtype=dtype, device=device, prediction_type=prediction_type)
 
 
-def _variant(part: Path, stem: str) -> str | None:
-    """The variant (``"fp16"``) when only a variant file holds the weights, as diffusers names them."""
-    if any(part.glob(f"{stem}.safetensors")) or any(part.glob(f"{stem}.bin")):
-        return None
-    for file in sorted(part.glob(f"{stem}.*.safetensors")):
-        return file.name[len(stem) + 1 : -len(".safetensors")]
-    return None
-
-
-def pipeline_scheduler_config(raw: dict[str, Any]) -> dict[str, Any]:
+def pipeline_scheduler_config(raw: dict[str, Any], fix_legacy: bool = True) -> dict[str, Any]:
     """A scheduler config as diffusers' SD pipeline sees it: defaults filled in, legacy keys fixed.
 
     The pipeline constructor instantiates the scheduler (so class defaults join the
     config) and then rewrites ``steps_offset`` to 1 and ``clip_sample`` to False on
     legacy configs. We do the same so that a graph and the pipeline agree. The fixed
     keys are also dropped from ``_use_default_values``, otherwise ``from_config`` would
-    silently put the class default back.
+    silently put the class default back. SDXL pipelines fix nothing: pass
+    ``fix_legacy=False`` for them.
     """
     import diffusers
 
@@ -241,6 +235,8 @@ def pipeline_scheduler_config(raw: dict[str, Any]) -> dict[str, Any]:
     if cls is None or not hasattr(cls, "from_config"):
         return dict(raw)
     config = dict(cls.from_config(raw).config)
+    if not fix_legacy:
+        return config
     fixed = {}
     if config.get("steps_offset", 1) != 1:
         fixed["steps_offset"] = 1
@@ -252,5 +248,15 @@ def pipeline_scheduler_config(raw: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-__all__ = ["DEFAULT_MODEL", "DTYPES", "ModelStore", "SDComponents", "ModelLoadError", "check_device", "load_diffusers_folder",
-           "pipeline_scheduler_config"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "DTYPES",
+    "PREDICTION_TYPES",
+    "ModelFamily",
+    "ModelLoadError",
+    "ModelStore",
+    "SDComponents",
+    "check_device",
+    "load_diffusers_folder",
+    "pipeline_scheduler_config",
+]

@@ -62,6 +62,8 @@ class LoadModel:
     def run(self, ctx: Context, model: str, dtype: str, device: str) -> dict[str, Any]:
         path = model if model == DEFAULT else ctx.paths.resolve(model, "checkpoint")
         parts = ctx.models.load_sd(path, dtype=None if dtype == "auto" else dtype, device=None if device == "auto" else device)
+        if parts.family.is_sdxl:  # the SD nodes cannot drive SDXL's second text encoder and added conditioning yet
+            raise ValueError(f"model: {model} is an {parts.family.label} model; the SD nodes run SD 1.x and SD 2.x models only")
         return {
             "tokenizer": parts.tokenizer,
             "text_encoder": parts.text_encoder,
