@@ -49,42 +49,17 @@ PROMPT, NEGATIVE, SEED, GUIDANCE, SCHEDULER = "a handwritten digit seven", "", 4
 
 # ----------------------------------------------------------------------------- models
 def build_random_sd(out: Path, sd15: bool) -> Path:
-    """A random-weight SD 1.x diffusers folder: tiny, or SD 1.5-shaped from the shipped configs."""
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
-    from diffusers.schedulers import PNDMScheduler
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    """A random-weight SD 1.x diffusers folder: tiny, or SD 1.5-shaped from the shipped configs (stored in fp16)."""
+    from nodeflow import testing
 
-    torch.manual_seed(0)
-    tokenizer = CLIPTokenizer.from_pretrained(str(CONFIGS / "tokenizer"), local_files_only=True)
-    scheduler = PNDMScheduler.from_config(json.loads((CONFIGS / "scheduler" / "scheduler_config.json").read_text()))
     if sd15:
-        unet = UNet2DConditionModel.from_config(json.loads((CONFIGS / "unet" / "config.json").read_text()))
-        vae = AutoencoderKL.from_config(json.loads((CONFIGS / "vae" / "config.json").read_text()))
-        text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(str(CONFIGS / "text_encoder"), local_files_only=True))
-    else:  # the test suite's tiny model (tests/conftest.py)
-        unet = UNet2DConditionModel(
-            sample_size=16, in_channels=4, out_channels=4, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), block_out_channels=(32, 64), layers_per_block=1,
-            cross_attention_dim=32, attention_head_dim=8, norm_num_groups=32,
-        )
-        vae = AutoencoderKL(
-            down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
-            block_out_channels=(32, 32, 32), layers_per_block=1, latent_channels=4, norm_num_groups=32,
-        )
-        text_encoder = CLIPTextModel(CLIPTextConfig(
-            vocab_size=49408, max_position_embeddings=77, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-            num_attention_heads=4, projection_dim=32, hidden_act="quick_gelu", bos_token_id=49406, eos_token_id=49407,
-            pad_token_id=49407,
-        ))
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
-    if sd15:
-        pipe.to(torch.float16)  # half the disk; both sides load it back as fp32
-    pipe.save_pretrained(out, safe_serialization=True)
-    # Ship the BPE files rather than transformers 5's tokenizer.json, as real SD folders do.
-    for name in ("vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json"):
-        (out / "tokenizer" / name).write_bytes((CONFIGS / "tokenizer" / name).read_bytes())
-    return out
+        return testing.random_from_skeleton(out, "sd1", seed=0, dtype=torch.float16)  # both sides load it back as fp32
+    parts = {  # the test suite's tiny model (tests/conftest.py)
+        "unet": testing.unet((32, 64), (True, False), cross_attention_dim=32, sample_size=16, seed=0),
+        "vae": testing.vae((32, 32, 32), sample_size=64),
+        "text_encoder": testing.text_encoder(testing.clip_config(32, 4, intermediate=64)),
+    }
+    return testing.save_sd_folder(out, parts)
 
 
 # ------------------------------------------------------------------------- one side

@@ -8,9 +8,7 @@ milliseconds per step. Nothing is downloaded: models are built from configs.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,107 +16,28 @@ import pytest
 # Models load from local paths only: make any accidental hub lookup fail fast.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# The CLI's thread policy (passive OpenMP waits) for the tests' own torch too: the suite runs
+# beside other busy processes on CI's two cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO = Path(__file__).resolve().parent.parent
-
-#: CLIP BPE files: shipped in the package's config skeleton, or the shared data copy.
-TOKENIZER_DIRS = (REPO / "nodeflow" / "models" / "configs" / "sd1" / "tokenizer", Path("/work/shared/data/clip-tokenizer"))
-TOKENIZER_FILES = ("vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json")
-
-#: SD 1.5's scheduler_config.json as published (PNDM, scaled-linear betas, clip_sample off).
-SD15_SCHEDULER_CONFIG = {
-    "_class_name": "PNDMScheduler",
-    "_diffusers_version": "0.6.0",
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "beta_start": 0.00085,
-    "clip_sample": False,
-    "num_train_timesteps": 1000,
-    "set_alpha_to_one": False,
-    "skip_prk_steps": True,
-    "steps_offset": 1,
-    "trained_betas": None,
-}
-
-
-def tokenizer_dir() -> Path:
-    """The first folder holding the CLIP tokenizer files."""
-    for folder in TOKENIZER_DIRS:
-        if all((folder / name).is_file() for name in TOKENIZER_FILES):
-            return folder
-    raise FileNotFoundError(f"no CLIP tokenizer files in any of {TOKENIZER_DIRS}")
 
 
 def build_tiny_sd(out: Path, seed: int = 0) -> Path:
     """Write a tiny random-weight ``StableDiffusionPipeline`` folder at ``out`` and return it.
 
     VAE factor 4 (a 64x64 image has 16x16x4 latents), a 2-level UNet with one
-    cross-attention level, a 2-layer 32-wide CLIP text encoder.
+    cross-attention level, a 2-layer 32-wide CLIP text encoder, SD 1.5's published
+    scheduler config and tokenizer files.
     """
-    import torch
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from nodeflow import testing
 
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        sample_size=16,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        block_out_channels=(32, 64),
-        layers_per_block=1,
-        cross_attention_dim=32,
-        attention_head_dim=8,
-        norm_num_groups=32,
-    )
-    vae = AutoencoderKL(
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(32, 32, 32),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=32,
-        sample_size=64,
-    )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=49408,
-            max_position_embeddings=77,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            projection_dim=32,
-            hidden_act="quick_gelu",
-            bos_token_id=49406,
-            eos_token_id=49407,
-            pad_token_id=49407,
-        )
-    )
-    source = tokenizer_dir()
-    tokenizer = CLIPTokenizer.from_pretrained(str(source), local_files_only=True)
-    pipe = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=PNDMScheduler.from_config(SD15_SCHEDULER_CONFIG),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.save_pretrained(out, safe_serialization=True)
-    # The published SD folders carry the BPE files and the original scheduler JSON;
-    # transformers 5 would write tokenizer.json instead, diffusers a normalised config.
-    shutil.rmtree(out / "tokenizer")
-    (out / "tokenizer").mkdir()
-    for name in TOKENIZER_FILES:
-        shutil.copyfile(source / name, out / "tokenizer" / name)
-    (out / "scheduler" / "scheduler_config.json").write_text(json.dumps(SD15_SCHEDULER_CONFIG, indent=2))
-    return out
+    parts = {
+        "unet": testing.unet((32, 64), (True, False), cross_attention_dim=32, sample_size=16, seed=seed),
+        "vae": testing.vae((32, 32, 32), sample_size=64),
+        "text_encoder": testing.text_encoder(testing.clip_config(32, 4, intermediate=64)),
+    }
+    return testing.save_sd_folder(out, parts)
 
 
 @pytest.fixture(scope="session")

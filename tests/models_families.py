@@ -17,7 +17,6 @@ OpenCLIP block, which SD 2.x never runs (it conditions on the penultimate layer)
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +31,10 @@ from diffusers import (
     UNet2DConditionModel,
 )
 from models_tiny import unet_to_ldm, vae_to_ldm
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+from transformers import CLIPTokenizer
 
-from nodeflow.models.single_file import CONFIGS_DIR, TOKENIZER_DIR
+from nodeflow import testing
+from nodeflow.resources import CONFIGS_DIR
 
 SD2_TEXT = 80  # 16 heads (the SD 2.x skeleton's) of 5
 XL_TEXT_L = 36  # 12 heads (CLIP-L's) of 3
@@ -43,67 +43,50 @@ XL_POOLED = 32  # bigG's projection width
 XL_TIME = 8  # addition_time_embed_dim
 
 
-def _clip_config(hidden: int, heads: int, act: str, projection: int) -> CLIPTextConfig:
+def _clip(hidden: int, heads: int, act: str, projection: int, with_projection: bool = False) -> Any:
     # bos 0 / eos 2 / pad 1 as the published configs: eos 2 makes CLIP pool at argmax(ids).
-    return CLIPTextConfig(
-        vocab_size=49408, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2, num_attention_heads=heads,
-        max_position_embeddings=77, hidden_act=act, projection_dim=projection, bos_token_id=0, eos_token_id=2, pad_token_id=1,
-    )
+    config = testing.clip_config(hidden, heads, act=act, projection=projection, special_ids=(0, 2, 1))
+    return testing.text_encoder(config, with_projection=with_projection)
 
 
 def _vae(channels: tuple[int, ...], scaling: float, **extra: Any) -> AutoencoderKL:
-    return AutoencoderKL(
-        block_out_channels=channels, down_block_types=("DownEncoderBlock2D",) * len(channels),
-        up_block_types=("UpDecoderBlock2D",) * len(channels), latent_channels=4, layers_per_block=1, norm_num_groups=32,
-        scaling_factor=scaling, sample_size=32, **extra,
-    ).eval()
+    return testing.vae(channels, scaling_factor=scaling, sample_size=32, **extra)
+
+
+def _xl_unet(channels: tuple[int, ...], attention: tuple[bool, ...], text: int, time_ids: int, **config: Any) -> UNet2DConditionModel:
+    return testing.unet(channels, attention, cross_attention_dim=text, use_linear_projection=True, addition_embed_type="text_time",
+                        addition_time_embed_dim=XL_TIME, projection_class_embeddings_input_dim=XL_POOLED + time_ids * XL_TIME,
+                        **config)
 
 
 def tiny_sd2(seed: int = 0) -> dict[str, torch.nn.Module]:
     """SD 2.x: linear-projection UNet 64/192 (64-wide heads), OpenCLIP-style 80-wide text encoder, VAE 32/96."""
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(64, 192), layers_per_block=1,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=SD2_TEXT, attention_head_dim=(1, 3), use_linear_projection=True, norm_num_groups=32,
-    ).eval()
-    text_encoder = CLIPTextModel(_clip_config(SD2_TEXT, 16, "gelu", 48)).eval()
-    return {"unet": unet, "vae": _vae((32, 96), 0.18215), "text_encoder": text_encoder}
+    unet = testing.unet((64, 192), (True, False), cross_attention_dim=SD2_TEXT, attention_head_dim=(1, 3),
+                        use_linear_projection=True, seed=seed)
+    return {"unet": unet, "vae": _vae((32, 96), 0.18215), "text_encoder": _clip(SD2_TEXT, 16, "gelu", 48)}
 
 
 def tiny_sdxl(seed: int = 0) -> dict[str, torch.nn.Module]:
     """SDXL base: UNet 64/64/128 (no attention at level 0, then 1 and 2 transformer blocks), CLIP-L 36 + bigG 40."""
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(64, 64, 128), layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-        transformer_layers_per_block=(1, 1, 2), attention_head_dim=(1, 1, 2), use_linear_projection=True,
-        cross_attention_dim=XL_TEXT_L + XL_TEXT_G, addition_embed_type="text_time", addition_time_embed_dim=XL_TIME,
-        projection_class_embeddings_input_dim=XL_POOLED + 6 * XL_TIME, norm_num_groups=32,
-    ).eval()
+    testing.seeded(seed)
+    unet = _xl_unet((64, 64, 128), (False, True, True), XL_TEXT_L + XL_TEXT_G, 6, transformer_layers_per_block=(1, 1, 2),
+                    attention_head_dim=(1, 1, 2))
     return {
         "unet": unet,
         "vae": _vae((32, 64), 0.13025, force_upcast=True),
-        "text_encoder": CLIPTextModel(_clip_config(XL_TEXT_L, 12, "quick_gelu", XL_TEXT_L)).eval(),
-        "text_encoder_2": CLIPTextModelWithProjection(_clip_config(XL_TEXT_G, 20, "gelu", XL_POOLED)).eval(),
+        "text_encoder": _clip(XL_TEXT_L, 12, "quick_gelu", XL_TEXT_L),
+        "text_encoder_2": _clip(XL_TEXT_G, 20, "gelu", XL_POOLED, with_projection=True),
     }
 
 
 def tiny_refiner(seed: int = 0) -> dict[str, torch.nn.Module]:
     """SDXL refiner: UNet 128/192 with 2 transformer blocks everywhere, bigG 40 alone, aesthetic-score time ids."""
-    torch.manual_seed(seed)
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(128, 192), layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        transformer_layers_per_block=2, attention_head_dim=(2, 3), use_linear_projection=True,
-        cross_attention_dim=XL_TEXT_G, addition_embed_type="text_time", addition_time_embed_dim=XL_TIME,
-        projection_class_embeddings_input_dim=XL_POOLED + 5 * XL_TIME, norm_num_groups=32,
-    ).eval()
+    testing.seeded(seed)
+    unet = _xl_unet((128, 192), (False, True), XL_TEXT_G, 5, transformer_layers_per_block=2, attention_head_dim=(2, 3))
     return {
         "unet": unet,
         "vae": _vae((32, 64), 0.13025, force_upcast=True),
-        "text_encoder_2": CLIPTextModelWithProjection(_clip_config(XL_TEXT_G, 20, "gelu", XL_POOLED)).eval(),
+        "text_encoder_2": _clip(XL_TEXT_G, 20, "gelu", XL_POOLED, with_projection=True),
     }
 
 
@@ -112,17 +95,11 @@ def tiny_refiner(seed: int = 0) -> dict[str, torch.nn.Module]:
 # --------------------------------------------------------------------------------------
 def tokenizer(pad: str = "<|endoftext|>") -> CLIPTokenizer:
     """The CLIP BPE tokenizer; OpenCLIP's (SD 2.x, SDXL's second) pads with "!"."""
-    return CLIPTokenizer.from_pretrained(str(TOKENIZER_DIR), local_files_only=True, pad_token=pad)
+    return testing.clip_tokenizer(pad)
 
 
 def _published_tokenizer(folder: Path, skeleton: str, slot: str) -> None:
-    # Published folders hold the BPE files and these two JSONs (transformers 5 would write tokenizer.json).
-    shutil.rmtree(folder / slot, ignore_errors=True)
-    (folder / slot).mkdir()
-    for name in ("vocab.json", "merges.txt"):
-        shutil.copyfile(TOKENIZER_DIR / name, folder / slot / name)
-    for name in ("special_tokens_map.json", "tokenizer_config.json"):
-        shutil.copyfile(CONFIGS_DIR / skeleton / slot / name, folder / slot / name)
+    testing.publish_tokenizer(folder, slot, skeleton)
 
 
 def _published_scheduler(folder: Path, skeleton: str, **changes: Any) -> None:

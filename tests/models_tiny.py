@@ -14,65 +14,32 @@ from typing import Any
 
 import torch
 from diffusers import AutoencoderKL, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextModel, CLIPTokenizer
 
-from nodeflow.models.single_file import TOKENIZER_DIR
+from nodeflow import testing
 
 TEXT_HIDDEN = 48  # divisible by the skeleton's 12 heads
 
 
 def tiny_unet(in_channels: int = 4, seed: int = 0) -> UNet2DConditionModel:
     """A UNet2DConditionModel with SD 1.5's block layout, 32/32/64/64 channels."""
-    torch.manual_seed(seed)
-    return UNet2DConditionModel(
-        sample_size=8,
-        in_channels=in_channels,
-        out_channels=4,
-        block_out_channels=(32, 32, 64, 64),
-        layers_per_block=2,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=TEXT_HIDDEN,
-        attention_head_dim=8,
-        norm_num_groups=32,
-    ).eval()
+    return testing.unet((32, 32, 64, 64), (True, True, True, False), cross_attention_dim=TEXT_HIDDEN, layers_per_block=2,
+                        in_channels=in_channels, seed=seed)
 
 
 def tiny_vae(seed: int = 0) -> AutoencoderKL:
     """An AutoencoderKL with SD's four levels, 32/32/64/64 channels."""
-    torch.manual_seed(seed)
-    return AutoencoderKL(
-        block_out_channels=(32, 32, 64, 64),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=4,
-        layers_per_block=2,
-        norm_num_groups=32,
-        scaling_factor=0.18215,
-    ).eval()
+    return testing.vae((32, 32, 64, 64), layers_per_block=2, scaling_factor=0.18215, seed=seed)
 
 
 def tiny_text_encoder(seed: int = 0) -> CLIPTextModel:
     """A 2-layer CLIP text model with the real 49,408-token vocabulary and 77 positions."""
-    torch.manual_seed(seed)
-    config = CLIPTextConfig(
-        vocab_size=49408,
-        hidden_size=TEXT_HIDDEN,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=12,
-        max_position_embeddings=77,
-        hidden_act="quick_gelu",
-        bos_token_id=0,
-        eos_token_id=2,
-        pad_token_id=1,
-    )
-    return CLIPTextModel(config).eval()
+    return testing.text_encoder(testing.clip_config(TEXT_HIDDEN, 12, intermediate=96, special_ids=(0, 2, 1)), seed=seed)
 
 
 def clip_tokenizer() -> CLIPTokenizer:
     """The CLIP BPE tokenizer shipped with the config skeleton."""
-    return CLIPTokenizer.from_pretrained(str(TOKENIZER_DIR), local_files_only=True)
+    return testing.clip_tokenizer()
 
 
 # --------------------------------------------------------------------------------------

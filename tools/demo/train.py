@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from nodeflow import testing
 from tools.demo.digits import DIGIT_WORDS
 
 IMAGE_SIZE = 16
@@ -40,10 +41,8 @@ IMAGE_SIZE = 16
 LATENT_SIZE = 4
 """Side of the latents: the VAE downsamples by 4 (three blocks, two downsamplers)."""
 
-TOKENIZER_SOURCE = Path("/work/shared/data/clip-tokenizer")
+TOKENIZER_SOURCE = testing.TOKENIZER_DIR
 """Where the CLIP BPE files come from (vocab.json, merges.txt and the two configs)."""
-
-_TOKENIZER_FILES = ("vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json")
 
 LABELLED_TEMPLATES: tuple[str, ...] = (
     "a handwritten digit {word}",
@@ -174,57 +173,18 @@ def _sample_captions(table: _CaptionTable, labels: torch.Tensor, generator: torc
 
 def make_vae() -> torch.nn.Module:
     """AutoencoderKL mapping 16x16x3 images to 4x4x4 latents (SD 1.x layout, scaled down)."""
-    from diffusers import AutoencoderKL
-
-    return AutoencoderKL(  # type: ignore[return-value]
-        in_channels=3,
-        out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(32, 64, 64),
-        layers_per_block=1,
-        latent_channels=4,
-        norm_num_groups=32,
-        sample_size=IMAGE_SIZE,
-    )
+    return testing.vae((32, 64, 64), sample_size=IMAGE_SIZE).train()  # type: ignore[no-any-return]
 
 
 def make_unet() -> torch.nn.Module:
     """UNet2DConditionModel on 4x4x4 latents, cross-attending to 64-wide text states."""
-    from diffusers import UNet2DConditionModel
-
-    return UNet2DConditionModel(  # type: ignore[return-value]
-        sample_size=LATENT_SIZE,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        block_out_channels=(64, 128),
-        layers_per_block=2,
-        cross_attention_dim=64,
-        attention_head_dim=8,
-        norm_num_groups=32,
-    )
+    return testing.unet((64, 128), (True, False), cross_attention_dim=64, layers_per_block=2,  # type: ignore[no-any-return]
+                        sample_size=LATENT_SIZE).train()
 
 
 def make_text_encoder() -> torch.nn.Module:
     """A 2-layer, 64-wide CLIPTextModel over the full CLIP vocabulary and 77 positions."""
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    config = CLIPTextConfig(
-        vocab_size=49408,
-        max_position_embeddings=77,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        projection_dim=64,
-        hidden_act="quick_gelu",
-        bos_token_id=49406,
-        eos_token_id=49407,
-        pad_token_id=49407,
-    )
-    return CLIPTextModel(config)
+    return testing.text_encoder(testing.clip_config(64, 2, intermediate=128)).train()  # type: ignore[no-any-return]
 
 
 def make_scheduler() -> object:
@@ -426,11 +386,7 @@ def save_pipeline(
     if out.exists():
         shutil.rmtree(out)
     pipeline.save_pretrained(out, safe_serialization=True)  # type: ignore[attr-defined]
-    tokenizer_dir = out / "tokenizer"
-    shutil.rmtree(tokenizer_dir)
-    tokenizer_dir.mkdir()
-    for name in _TOKENIZER_FILES:
-        shutil.copyfile(TOKENIZER_SOURCE / name, tokenizer_dir / name)
+    testing.publish_tokenizer(out)
 
 
 def _folder_size(path: Path) -> int:
