@@ -236,6 +236,12 @@ class Executor:
             if run.cancel is not None and run.cancel.cancelled:
                 run.result.errors.append(Cancelled(node_id).errors[0])
                 return RunStatus.CANCELLED
+            entry = self.cache.get(state.keys[node_id])  # an identical node earlier in this run made it
+            if entry is not None:
+                state.cached.add(node_id)
+                state.finish_task(node_id, entry)
+                self._serve(node_id, state, run)
+                continue
             try:
                 entry = self._execute(node_id, state, run)
             except Exception as exc:

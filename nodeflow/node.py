@@ -270,23 +270,8 @@ def node(
         raise ValueError(f"node {id}: version {version!r} is not semver (like '1.0.0')")
 
     def wrap(cls: type) -> type:
-        inputs, outputs = [], []
-        for name, value in vars(cls).items():
-            if isinstance(value, InputSpec):
-                inputs.append(value.model_copy(update={"name": name}))
-            elif isinstance(value, OutputSpec):
-                outputs.append(value.model_copy(update={"name": name}))
-        if not callable(getattr(cls, "run", None)):
-            raise TypeError(f"node {id}: class {cls.__name__} needs a run(self, ctx, **inputs) method")
-        if not pure and not callable(getattr(cls, "fingerprint", None)):
-            raise TypeError(f"node {id}: pure=False needs a fingerprint(self, ctx, **inputs) method")
-        for spec in inputs:
-            if spec.file is not None and spec.type != STRING:
-                raise TypeError(f"node {id}: input '{spec.name}' names a file, so it must be a STRING, not {spec.type}")
-            if spec.has_default and spec.accepts_literal:
-                _, err = spec.check_literal(spec.default)
-                if err is not None:
-                    raise ValueError(f"node {id}: default of input '{spec.name}': {err.message}")
+        inputs, outputs = _declared(cls)
+        _check_declaration(id, cls, inputs, pure)
         doc = (cls.__doc__ or "").strip()
         cls.__nodeflow__ = NodeSchema(  # type: ignore[attr-defined]
             id=id,
@@ -302,6 +287,32 @@ def node(
         return cls
 
     return wrap
+
+
+def _declared(cls: type) -> tuple[list[InputSpec], list[OutputSpec]]:
+    """The ``Input``/``Output`` class attributes of ``cls``, named after their attributes, in order."""
+    inputs, outputs = [], []
+    for name, value in vars(cls).items():
+        if isinstance(value, InputSpec):
+            inputs.append(value.model_copy(update={"name": name}))
+        elif isinstance(value, OutputSpec):
+            outputs.append(value.model_copy(update={"name": name}))
+    return inputs, outputs
+
+
+def _check_declaration(id: str, cls: type, inputs: list[InputSpec], pure: bool) -> None:
+    """Refuse a node class that could not run as declared (raised at import, naming the node)."""
+    if not callable(getattr(cls, "run", None)):
+        raise TypeError(f"node {id}: class {cls.__name__} needs a run(self, ctx, **inputs) method")
+    if not pure and not callable(getattr(cls, "fingerprint", None)):
+        raise TypeError(f"node {id}: pure=False needs a fingerprint(self, ctx, **inputs) method")
+    for spec in inputs:
+        if spec.file is not None and spec.type != STRING:
+            raise TypeError(f"node {id}: input '{spec.name}' names a file, so it must be a STRING, not {spec.type}")
+        if spec.has_default and spec.accepts_literal:
+            _, err = spec.check_literal(spec.default)
+            if err is not None:
+                raise ValueError(f"node {id}: default of input '{spec.name}': {err.message}")
 
 
 def _title(class_name: str) -> str:

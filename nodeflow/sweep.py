@@ -40,7 +40,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import CancelledError, as_completed
+from concurrent.futures import CancelledError, Future, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,7 @@ from .backends.base import Backend, JobResult
 from .cliutil import add_common, add_model_options, graph_paths, load_registry, model_store, resolve_graph_path
 from .context import CancelToken
 from .errors import ErrorInfo, GraphInvalid, UsageError
+from .events import RunStatus
 from .executor import RunResult
 from .files import PathResolver
 from .graph import GraphDoc, apply_inputs, parse_graph, resolve_input
@@ -198,36 +199,14 @@ def run_sweep(
     Ctrl-C cancels the jobs not finished; the manifest is written either way.
     """
     started = time.perf_counter()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    work = out_dir / _WORK_DIR
-    shutil.rmtree(work, ignore_errors=True)  # ours: left over only by an interrupted sweep
-    stems = job_stems(jobs)
-    data = graph.model_dump(mode="json")  # dumped once, not per job
-    tokens = [CancelToken() for _ in jobs]
-    entries: list[dict[str, Any]] = [
-        {"index": i, "parameters": job, "status": "queued", "seconds": None, "attempts": 0, "worker": None, "outputs": [], "errors": []}
-        for i, job in enumerate(jobs)
-    ]
-    moved: dict[str, Path] = {}
-    futures = {backend.submit(data, job, work / f"{i:05d}", None, tokens[i], paths): i for i, job in enumerate(jobs)}
+    sweep = _Sweep(list(jobs), Path(out_dir))
+    futures = sweep.submit(graph, backend, paths)
     interrupted = False
     bar = _bar(len(jobs), progress)
     try:
         for future in as_completed(futures):
-            index = futures[future]
-            try:
-                result = future.result()
-            except CancelledError:
-                result = JobResult("cancelled", errors=[ErrorInfo("cancelled", "the job was cancelled before it ran")])
-            except Exception as exc:  # a backend bug fails one job, not the sweep
-                result = JobResult("failed", errors=[ErrorInfo("internal_error", f"{type(exc).__name__}: {exc}")])
-            entry = entries[index]
-            entry.update(status=result.status, seconds=round(result.seconds, 4), attempts=result.attempts, worker=result.worker,
-                         errors=[e.to_dict() for e in result.errors],
-                         outputs=_collect(result, out_dir, stems[index], work / f"{index:05d}", moved))
-            shutil.rmtree(work / f"{index:05d}", ignore_errors=True)
-            failed = sum(1 for e in entries if e["status"] not in ("queued", "succeeded"))
+            entry = sweep.finish(futures[future], _outcome(future))
+            failed = sum(1 for e in sweep.entries if e["status"] not in ("queued", "succeeded"))
             bar.update(1)
             if failed:
                 bar.set_postfix_str(f"{failed} failed")
@@ -235,30 +214,83 @@ def run_sweep(
                 on_job(entry)
     except KeyboardInterrupt:
         interrupted = True
-        for token in tokens:
+        sweep.cancel(futures)
+    finally:
+        bar.close()
+        shutil.rmtree(sweep.work, ignore_errors=True)
+    manifest = sweep.manifest(backend, interrupted, time.perf_counter() - started, info or {})
+    (sweep.out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    return manifest
+
+
+class _Sweep:
+    """One sweep's bookkeeping: its jobs' manifest entries, their file stems and where their files went."""
+
+    def __init__(self, jobs: list[dict[str, Any]], out_dir: Path):
+        self.jobs = jobs
+        self.out_dir = out_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.work = out_dir / _WORK_DIR
+        shutil.rmtree(self.work, ignore_errors=True)  # ours: left over only by an interrupted sweep
+        self.stems = job_stems(jobs)
+        self.tokens = [CancelToken() for _ in jobs]
+        self.moved: dict[str, Path] = {}
+        self.entries: list[dict[str, Any]] = [
+            {"index": i, "parameters": job, "status": "queued", "seconds": None, "attempts": 0, "worker": None, "outputs": [],
+             "errors": []}
+            for i, job in enumerate(jobs)
+        ]
+
+    def submit(self, graph: GraphDoc, backend: Backend, paths: PathResolver | None) -> dict[Future[JobResult], int]:
+        """Queue every job; the futures, by job index."""
+        data = graph.model_dump(mode="json")  # dumped once, not per job
+        return {backend.submit(data, job, self.work / f"{i:05d}", None, self.tokens[i], paths): i for i, job in enumerate(self.jobs)}
+
+    def finish(self, index: int, result: JobResult) -> dict[str, Any]:
+        """Record job ``index``'s outcome and move its files into the output folder; its manifest entry."""
+        entry = self.entries[index]
+        job_dir = self.work / f"{index:05d}"
+        entry.update(status=str(result.status), seconds=round(result.seconds, 4), attempts=result.attempts, worker=result.worker,
+                     errors=[e.to_dict() for e in result.errors],
+                     outputs=_collect(result, self.out_dir, self.stems[index], job_dir, self.moved))
+        shutil.rmtree(job_dir, ignore_errors=True)
+        return entry
+
+    def cancel(self, futures: dict[Future[JobResult], int]) -> None:
+        """Stop running jobs at their next check and drop queued ones."""
+        for token in self.tokens:
             token.cancel()
         for future in futures:
             future.cancel()
-    finally:
-        bar.close()
-        shutil.rmtree(work, ignore_errors=True)
-    counts: dict[str, int] = {}
-    for entry in entries:
-        counts[entry["status"]] = counts.get(entry["status"], 0) + 1
-    manifest = {
-        "format": "nodeflow/sweep",
-        "version": 1,
-        **(info or {}),
-        "backend": backend.name,
-        "workers": backend.capacity,
-        "status": "interrupted" if interrupted else ("succeeded" if counts.get("succeeded", 0) == len(jobs) else "failed"),
-        "seconds": round(time.perf_counter() - started, 4),
-        "counts": counts,
-        "parameters": _parameters(jobs),
-        "jobs": entries,
-    }
-    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    return manifest
+
+    def manifest(self, backend: Backend, interrupted: bool, seconds: float, info: dict[str, Any]) -> dict[str, Any]:
+        """The ``sweep.json`` document."""
+        counts: dict[str, int] = {}
+        for entry in self.entries:
+            counts[entry["status"]] = counts.get(entry["status"], 0) + 1
+        succeeded = counts.get("succeeded", 0) == len(self.jobs)
+        return {
+            "format": "nodeflow/sweep",
+            "version": 1,
+            **info,
+            "backend": backend.name,
+            "workers": backend.capacity,
+            "status": "interrupted" if interrupted else ("succeeded" if succeeded else "failed"),
+            "seconds": round(seconds, 4),
+            "counts": counts,
+            "parameters": _parameters(self.jobs),
+            "jobs": self.entries,
+        }
+
+
+def _outcome(future: Future[JobResult]) -> JobResult:
+    """A finished job's result; a cancelled or crashed future becomes a result too."""
+    try:
+        return future.result()
+    except CancelledError:
+        return JobResult(RunStatus.CANCELLED, errors=[ErrorInfo("cancelled", "the job was cancelled before it ran")])
+    except Exception as exc:  # a backend bug fails one job, not the sweep
+        return JobResult(RunStatus.FAILED, errors=[ErrorInfo("internal_error", f"{type(exc).__name__}: {exc}")])
 
 
 def _bar(total: int, enabled: bool) -> Any:

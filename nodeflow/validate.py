@@ -86,6 +86,7 @@ def check(doc: GraphDoc, registry: Registry, paths: PathResolver | None = None) 
         out.errors.append(ErrorInfo("empty_graph", "the graph has no nodes: there is nothing to run"))
     flat = prepared.doc
     out.deps.add_nodes_from(flat.nodes)
+    clean: list[tuple[str, NodeSchema]] = []
     for node_id, nd in flat.nodes.items():
         schema = registry.schema(nd.type)
         if schema is None:
@@ -96,8 +97,10 @@ def check(doc: GraphDoc, registry: Registry, paths: PathResolver | None = None) 
         _check_inputs(node_id, nd, schema, flat, registry, out)
         if paths is not None:
             out.errors.extend(_missing_files(node_id, schema, out.literals[node_id], paths))
-        if len(out.errors) == before:  # a hook sees clean literals only
-            out.errors.extend(_hook_errors(node_id, schema, registry, out, paths))
+        if len(out.errors) == before:
+            clean.append((node_id, schema))
+    for node_id, schema in clean:  # hooks run last, on clean literals, with every node's literals known
+        out.errors.extend(_hook_errors(node_id, schema, registry, out, paths))
     out.errors.extend(_graph_input_errors(doc, registry))
     out.errors.extend(_cycle_errors(out.deps))
     return out

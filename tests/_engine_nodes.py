@@ -151,7 +151,91 @@ class Write:
         return str(path)
 
 
-NODES = [Number, Count, Add, MakeTensor, Scale, BadScale, Sum, Fail, Slow, Write]
+@node("test.read", category="test")
+class ReadText:
+    """The text of a file named by a ``file=`` input (its stamp keys the cache; a missing one fails validation)."""
+
+    path = Input("STRING", file="file")
+    text = Output("STRING")
+
+    def run(self, ctx, path):
+        CALLS[ctx.node_id] += 1
+        return ctx.paths.resolve(path, "file").read_text()
+
+
+@node("test.checked", category="test")
+class Checked:
+    """Checks its literals with a validate_inputs hook: ``low`` <= ``high``, and ``low`` against its upstream count."""
+
+    low = Input("FLOAT", default=0.0)
+    high = Input("FLOAT", default=1.0)
+    count = Input("INT", optional=True)
+    out = Output("FLOAT")
+
+    def validate_inputs(self, check, low=None, high=None, count=None):
+        problems = []
+        if low is not None and high is not None and low > high:
+            problems.append(f"low {low} is above high {high}")
+        upstream = check.upstream("count")
+        if upstream is not None and low is not None and upstream.get("value", 0) < low:
+            problems.append(f"the linked count {upstream['value']} is below low {low}")
+        return problems
+
+    def run(self, ctx, low, high, count=None):
+        CALLS[ctx.node_id] += 1
+        return high - low
+
+
+@node("test.renamed", category="test", version="2.0.0")
+class Renamed:
+    """A node whose input and output were renamed (``old_in`` -> ``value``, ``old_out`` -> ``out``)."""
+
+    value = Input("FLOAT", default=0.0, aliases=("old_in",))
+    out = Output("FLOAT", aliases=("old_out",))
+
+    def run(self, ctx, value):
+        CALLS[ctx.node_id] += 1
+        return value
+
+
+@node("test.nested", category="test")
+class Nested:
+    """Returns latents inside a dict inside a list (for the mutation guard)."""
+
+    value = Input("FLOAT", default=1.0)
+    out = Output("*")
+
+    def run(self, ctx, value):
+        CALLS[ctx.node_id] += 1
+        return [{"inner": Latents(torch.full((2,), float(value)))}]
+
+
+@node("test.mutate_nested", category="test")
+class MutateNested:
+    """Wrongly changes a tensor deep inside its input."""
+
+    value = Input("*")
+    out = Output("FLOAT")
+
+    def run(self, ctx, value):
+        CALLS[ctx.node_id] += 1
+        value[0]["inner"].samples.add_(1)
+        return 0.0
+
+
+@node("test.interrupt", category="test")
+class Interrupt:
+    """Raises KeyboardInterrupt, as Ctrl-C does in the middle of a node."""
+
+    value = Input("FLOAT", default=0.0)
+    out = Output("FLOAT")
+
+    def run(self, ctx, value):
+        raise KeyboardInterrupt
+
+
+NODES = [Number, Count, Add, MakeTensor, Scale, BadScale, Sum, Fail, Slow, Write, ReadText, Checked, Renamed, Nested,
+         MutateNested, Interrupt]
 
 
 def make_registry() -> Registry:

@@ -102,3 +102,95 @@ def test_nodes_json_lists_schemas_and_compatibility_table():
     add = catalogue["nodes"]["core.add"]
     assert add["pack"] == "core" and [i["name"] for i in add["inputs"]] == ["a", "b"]
     assert "FLOAT" in catalogue["types"]["matrix"]["INT"]
+
+
+def test_values_of_the_results_are_printed_and_reported_in_json(tmp_path):
+    path = tmp_path / "show.json"
+    path.write_text(json.dumps({"nodes": {
+        "t": {"type": "core.join_text", "inputs": {"a": "hello", "b": "world"}},
+        "show": {"type": "core.show", "inputs": {"value": {"node": "t", "output": "text"}}},
+    }}))
+    plain = nodeflow("run", path, "--out", tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert "show: 'hello, world'" in plain.stdout.splitlines()
+    report = json.loads(nodeflow("run", path, "--out", tmp_path, "--json").stdout)
+    assert report["values"] == {"show": {"text": "'hello, world'"}}
+
+
+def test_a_graph_with_no_nodes_is_an_error_not_a_success(tmp_path):
+    path = tmp_path / "empty.json"
+    path.write_text('{"nodes": {}}')
+    proc = nodeflow("run", path, "--json")
+    assert proc.returncode == 1 and json.loads(proc.stdout)["errors"][0]["code"] == "empty_graph"
+
+
+def test_ctrl_c_exits_130_without_a_traceback(tmp_path, plugin_dir):
+    path = tmp_path / "interrupt.json"
+    path.write_text(json.dumps({"nodes": {"i": {"type": "test.interrupt", "inputs": {}},
+                                          "show": {"type": "core.show", "inputs": {"value": {"node": "i", "output": "out"}}}}}))
+    proc = nodeflow("run", path, "--plugins", plugin_dir, "--out", tmp_path)
+    assert proc.returncode == 130 and "interrupted" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_unavailable_or_unknown_device_is_a_usage_error_before_anything_loads(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: --device cuda is available here")
+    cuda = nodeflow("run", "txt2img", "--device", "cuda", "--out", tmp_path)
+    assert cuda.returncode == 2 and "no CUDA" in cuda.stderr and "Traceback" not in cuda.stderr
+    bogus = nodeflow("run", "txt2img", "--device", "tpu7", "--out", tmp_path)
+    assert bogus.returncode == 2 and "unknown device" in bogus.stderr
+    assert not (tmp_path / "txt2img_save_00000.png").exists()
+
+
+def test_progress_bars_are_drawn_only_on_a_terminal(graph_file, plugin_dir, tmp_path):
+    proc = nodeflow("run", graph_file, "--plugins", plugin_dir, "--out", tmp_path)
+    assert proc.returncode == 0
+    # stderr is a pipe here: only the one-line summary, no bar redraws (tqdm writes '\r' and 'node/s').
+    assert "\r" not in proc.stderr and "node/s" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("succeeded in ")
+
+
+def test_validate_accepts_set_and_checks_the_values_it_sets(graph_file, plugin_dir):
+    ok = nodeflow("validate", graph_file, "--plugins", plugin_dir, "--set", "factor=3", "--json")
+    assert ok.returncode == 0 and json.loads(ok.stdout)["valid"] is True
+    bad = nodeflow("validate", graph_file, "--plugins", plugin_dir, "--set", "factor=\"x\"", "--json")
+    assert bad.returncode == 1 and json.loads(bad.stdout)["errors"][0]["input"] == "factor"
+
+
+def test_shipped_workflows_run_by_name_and_by_path_from_another_folder(tmp_path):
+    workflows = Path(__file__).resolve().parent.parent / "workflows"
+    by_name = nodeflow("run", "txt2img", "--set", "steps=2", "--json", "--out", tmp_path / "a", cwd=tmp_path)
+    by_path = nodeflow("run", workflows / "img2img.json", "--set", "steps=2", "--json", "--out", tmp_path / "b", cwd=tmp_path)
+    for proc in (by_name, by_path):
+        assert proc.returncode == 0, proc.stderr
+        assert all(Path(p).is_file() for p in json.loads(proc.stdout)["outputs"])
+
+
+def test_problems_that_need_no_model_are_reported_by_validate_before_anything_loads(tmp_path):
+    proc = nodeflow("validate", "img2img", "--json", "--set", "scheduler=warp_drive", "--set", "strength=0.01",
+                    "--set", "image=nowhere.png", "--set", "steps=20", cwd=tmp_path)
+    errors = {(e["node"], e["input"], e["code"]) for e in json.loads(proc.stdout)["errors"]}
+    assert proc.returncode == 1
+    assert errors == {("scheduler", "name", "invalid_value"), ("init", "strength", "invalid_value"),
+                      ("image", "path", "missing_file")}
+    sizes = nodeflow("validate", "txt2img", "--json", "--set", "width=100", cwd=tmp_path)
+    assert [(e["input"], e["code"]) for e in json.loads(sizes.stdout)["errors"]] == [("width", "invalid_value")]
+
+
+class _Custom:
+    """Anything a weights-only unpickler refuses."""
+
+
+def test_the_pickle_refusal_does_not_offer_torchs_weights_only_false_advice(tmp_path):
+    import torch
+
+    path = tmp_path / "model.ckpt"
+    torch.save({"state_dict": {"x": _Custom()}}, path)
+    from nodeflow.models.single_file import CheckpointError, read_state_dict
+
+    with pytest.raises(CheckpointError) as caught:
+        read_state_dict(path, allow_pickle=True)
+    assert "weights_only` set to `False`" not in str(caught.value) and "weights_only=False" not in str(caught.value)
+    assert "Unsupported global" in str(caught.value)

@@ -278,8 +278,9 @@ def test_real_shaped_checkpoint_fits_its_shipped_skeleton_exactly(skeleton: str)
 
 
 def test_load_model_node_refuses_sdxl_naming_the_family(tiny: dict) -> None:
-    from nodeflow.node import Context
     from nodeflow_nodes.sd.load import LoadModel
+
+    from nodeflow.node import Context
 
     ctx = Context(node_id="1", node_type="sd.load_model", model_store=ModelStore(device="cpu"))
     with pytest.raises(ValueError, match="is an SDXL refiner model; the SD nodes run SD 1.x and SD 2.x"):

@@ -207,19 +207,7 @@ class RayBackend:
         self._owns_ray = init_ray(address, num_cpus=num_cpus, log_to_driver=log_to_driver)
         from ._ray_worker import RayWorker
 
-        resources = self._ray.cluster_resources()
-        gpus = int(resources.get("GPU", 0))
-        if gpus >= 1:
-            options: dict[str, Any] = {"num_gpus": 1, "num_cpus": cpus_per_worker}
-            default_workers = gpus
-        else:
-            options = {"num_cpus": cpus_per_worker}
-            default_workers = max(1, int(resources.get("CPU", 1) // cpus_per_worker))
-        count = workers if workers is not None else default_workers
-        if count < 1:
-            raise ValueError("workers must be at least 1")
-        if threads is None and gpus < 1:
-            threads = max(1, int(cpus_per_worker))
+        options, count, threads = self._sizing(workers, cpus_per_worker, threads)
         actor_class = self._ray.remote(RayWorker).options(
             **options,
             max_restarts=max_restarts,
@@ -229,11 +217,6 @@ class RayBackend:
         )
         # Workers start in Ray's session folder, not ours: send absolute paths (the same on every machine).
         folders = [str(Path(p).expanduser().resolve()) for p in plugin_dirs]
-        self._per_worker = {"gpus": 1 if gpus >= 1 else 0, "cpus": cpus_per_worker, "threads": threads}
-        fits = gpus if gpus >= 1 else int(resources.get("CPU", 0) // cpus_per_worker)
-        if count > fits:
-            log.warning("the cluster has room for %d worker(s) of this size; the other %d wait until resources free up",
-                        fits, count - fits)
         self.max_attempts = max_attempts
         self.poll_interval = poll_interval
         self._slots = [
@@ -248,6 +231,27 @@ class RayBackend:
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="nodeflow-ray-dispatch", daemon=True)
         self._thread.start()
+
+    def _sizing(self, workers: int | None, cpus_per_worker: float, threads: int | None) -> tuple[dict[str, Any], int, int | None]:
+        """Each actor's Ray resources, how many actors, and their torch threads, from the cluster's resources."""
+        resources = self._ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        if gpus >= 1:
+            options: dict[str, Any] = {"num_gpus": 1, "num_cpus": cpus_per_worker}
+            fits = gpus
+        else:
+            options = {"num_cpus": cpus_per_worker}
+            fits = int(resources.get("CPU", 0) // cpus_per_worker)
+        count = workers if workers is not None else max(1, fits)
+        if count < 1:
+            raise ValueError("workers must be at least 1")
+        if threads is None and gpus < 1:
+            threads = max(1, int(cpus_per_worker))
+        self._per_worker = {"gpus": 1 if gpus >= 1 else 0, "cpus": cpus_per_worker, "threads": threads}
+        if count > fits:
+            log.warning("the cluster has room for %d worker(s) of this size; the other %d wait until resources free up",
+                        fits, count - fits)
+        return options, count, threads
 
     # -- the public surface ---------------------------------------------------------------------
     @property
@@ -378,20 +382,11 @@ class RayBackend:
                 slot.job.future.cancel()
 
     def _step(self) -> None:
-        now = time.monotonic()
-        for slot in self._slots:
-            if slot.state in ("starting", "recovering") and slot.ping_ref is None and now >= slot.next_ping:
-                slot.ping_ref = slot.handle.ready.remote()
+        """One turn of the dispatcher: ping, assign, wait for one answer, then poll events and pass cancels."""
+        self._ping_waiting()
         self._drop_cancelled_queued()
         self._assign()
-        watched: dict[Any, tuple[str, _Slot]] = {}
-        for slot in self._slots:
-            if slot.ping_ref is not None:
-                watched[slot.ping_ref] = ("ping", slot)
-            if slot.run_ref is not None:
-                watched[slot.run_ref] = ("run", slot)
-            if slot.job is not None and slot.job.events_ref is not None:
-                watched[slot.job.events_ref] = ("events", slot)
+        watched = self._watched()
         if not watched:
             if self._queue and all(s.state == "dead" for s in self._slots):
                 self._fail_queued_no_workers()
@@ -402,6 +397,29 @@ class RayBackend:
         for ref in ready:
             kind, slot = watched[ref]
             {"ping": self._on_ping, "run": self._on_run, "events": self._on_events}[kind](slot, ref)
+        self._poll_busy()
+
+    def _ping_waiting(self) -> None:
+        """Ask starting and recovering workers whether they are up (one ping outstanding each)."""
+        now = time.monotonic()
+        for slot in self._slots:
+            if slot.state in ("starting", "recovering") and slot.ping_ref is None and now >= slot.next_ping:
+                slot.ping_ref = slot.handle.ready.remote()
+
+    def _watched(self) -> dict[Any, tuple[str, _Slot]]:
+        """Every outstanding Ray reference, with what it answers and for which worker."""
+        watched: dict[Any, tuple[str, _Slot]] = {}
+        for slot in self._slots:
+            if slot.ping_ref is not None:
+                watched[slot.ping_ref] = ("ping", slot)
+            if slot.run_ref is not None:
+                watched[slot.run_ref] = ("run", slot)
+            if slot.job is not None and slot.job.events_ref is not None:
+                watched[slot.job.events_ref] = ("events", slot)
+        return watched
+
+    def _poll_busy(self) -> None:
+        """Ask busy workers for their buffered events when due, and forward cancels once."""
         now = time.monotonic()
         for slot in self._slots:
             job = slot.job

@@ -235,13 +235,7 @@ def _fit_unet(ckpt: dict[str, torch.Tensor], family: ModelFamily = ModelFamily.S
         "down_block_types": ["CrossAttnDownBlock2D" if d else "DownBlock2D" for d in depths],
         "up_block_types": ["CrossAttnUpBlock2D" if d else "UpBlock2D" for d in reversed(depths)],
     }
-    # A UNet without attention keeps the skeleton's values; the strict load then tells.
-    attn2_k = next((v for k, v in ckpt.items() if k.startswith(_UNET) and k.endswith("attn2.to_k.weight")), None)
-    proj_in = next((v for k, v in ckpt.items() if k.startswith(_UNET) and k.endswith(".proj_in.weight")), None)
-    if attn2_k is not None:
-        fitted["cross_attention_dim"] = int(attn2_k.shape[1])
-    if proj_in is not None:
-        fitted["use_linear_projection"] = proj_in.ndim == 2  # SD 1.x: 1x1 convs; 2.x-style fine-tunes: linear
+    fitted.update(_fit_attention(ckpt))
     mid = _depth(ckpt, f"{_UNET}middle_block.1.")
     if any(d > 1 for d in depths) or mid > 1:
         fitted["transformer_layers_per_block"] = _transformer_depths(depths, mid)
@@ -249,6 +243,18 @@ def _fit_unet(ckpt: dict[str, torch.Tensor], family: ModelFamily = ModelFamily.S
         fitted["attention_head_dim"] = [max(1, c // _HEAD_WIDTH) for c in channels]
     if family.is_sdxl:
         fitted.update(_fit_added_embedding(ckpt, family))
+    return fitted
+
+
+def _fit_attention(ckpt: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Cross-attention width and projection kind; a UNet without attention keeps the skeleton's (the strict load tells)."""
+    attn2_k = next((v for k, v in ckpt.items() if k.startswith(_UNET) and k.endswith("attn2.to_k.weight")), None)
+    proj_in = next((v for k, v in ckpt.items() if k.startswith(_UNET) and k.endswith(".proj_in.weight")), None)
+    fitted: dict[str, Any] = {}
+    if attn2_k is not None:
+        fitted["cross_attention_dim"] = int(attn2_k.shape[1])
+    if proj_in is not None:
+        fitted["use_linear_projection"] = proj_in.ndim == 2  # SD 1.x: 1x1 convs; 2.x-style fine-tunes: linear
     return fitted
 
 
@@ -321,20 +327,15 @@ def load_single_file(
     if not (folder / "unet" / "config.json").is_file():
         raise CheckpointError(f"{folder}: not a diffusers config folder (no unet/config.json)")
     fitted = _converted(fit_configs, checkpoint, family, path=path, what="model") if config is None else {}
-    marked_v = "v_pred" in checkpoint
-    # Cast the tensors before loading rather than the modules after: diffusers warns on
-    # module.to(dtype), and a half-precision model never holds a full-precision copy.
-    # Only the components' keys are kept: EMA copies and optimizer leftovers are dropped.
-    checkpoint = {k: _aligned(v.to(torch_dtype) if v.is_floating_point() else v) for k, v in checkpoint.items() if k.startswith(_KEEP)}
-    modules = _build_modules(checkpoint, family, folder, fitted, path)
+    if "v_pred" in checkpoint and prediction_type is None:
+        prediction_type = "v_prediction"  # the file says so (the key ComfyUI and A1111 write)
+    modules = _build_modules(_kept(checkpoint, torch_dtype), family, folder, fitted, path)
     for module in modules.values():
         module.to(device)
         module.requires_grad_(False)
-    # Normalised as the family's pipeline does, so a single file and a folder step alike.
-    scheduler_config = pipeline_scheduler_config(_read_json(folder / "scheduler" / "scheduler_config.json"), fix_legacy=not family.is_sdxl)
-    if prediction_type is not None or marked_v:
-        scheduler_config["prediction_type"] = prediction_type or "v_prediction"
-    tokenizers = {layout.tokenizer_slot: build_tokenizer([folder, CONFIGS_DIR / variant], layout.tokenizer_slot, TOKENIZER_DIR) for layout in LAYOUTS[family]}
+    scheduler_config = _scheduler_config(folder, family, prediction_type)
+    tokenizers = {layout.tokenizer_slot: build_tokenizer([folder, CONFIGS_DIR / variant], layout.tokenizer_slot, TOKENIZER_DIR)
+                  for layout in LAYOUTS[family]}
     info = {"format": "single_file", "family": family.value, "variant": variant, "config": str(folder), "device": str(device),
             "dtype": next((name for name, t in DTYPES.items() if t == torch_dtype), str(torch_dtype)), "scheduler": scheduler_config.get("_class_name")}
     return SDComponents(
@@ -343,6 +344,23 @@ def load_single_file(
         tokenizer_2=tokenizers.get("tokenizer_2"), text_encoder_2=modules.get("text_encoder_2"),
         pipeline_config=pipeline_options(family, _read_json(folder / "model_index.json", missing_ok=True)),
     )
+
+
+def _kept(checkpoint: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The components' tensors only (EMA copies, optimizer leftovers dropped), cast to ``dtype`` and aligned.
+
+    Casting the tensors before loading rather than the modules after: diffusers warns on
+    ``module.to(dtype)``, and a half-precision model never holds a full-precision copy.
+    """
+    return {k: _aligned(v.to(dtype) if v.is_floating_point() else v) for k, v in checkpoint.items() if k.startswith(_KEEP)}
+
+
+def _scheduler_config(folder: Path, family: ModelFamily, prediction_type: str | None) -> dict[str, Any]:
+    """The skeleton's scheduler config normalised as the family's pipeline does, so a single file and a folder step alike."""
+    config = pipeline_scheduler_config(_read_json(folder / "scheduler" / "scheduler_config.json"), fix_legacy=not family.is_sdxl)
+    if prediction_type is not None:
+        config["prediction_type"] = prediction_type
+    return config
 
 
 def _build_modules(

@@ -199,12 +199,21 @@ def check_device(device: str | None) -> None:
     kind, _, index = device.partition(":")
     if kind not in DEVICE_KINDS or (index and not index.isdigit()):
         raise ValueError(f"unknown device {device!r} (use auto, cpu, cuda, cuda:N or mps)")
+    problem = _missing_device(kind, int(index) if index else None)
+    if problem:
+        raise ValueError(f"device {device!r} was asked for, but {problem}")
+
+
+def _missing_device(kind: str, index: int | None) -> str | None:
+    """Why this machine has no device of ``kind`` (number ``index``), or ``None`` when it has one."""
     if kind == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for, but torch sees no CUDA GPU here (torch {torch.__version__})")
-    if kind == "cuda" and index and int(index) >= torch.cuda.device_count():
-        raise ValueError(f"device {device!r} was asked for, but there are {torch.cuda.device_count()} CUDA devices")
-    if kind == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError("device 'mps' was asked for, but Apple MPS is not available here")
+        return f"torch sees no CUDA GPU here (torch {torch.__version__})"
+    if kind == "cuda" and index is not None and index >= torch.cuda.device_count():
+        return f"there are {torch.cuda.device_count()} CUDA devices"
+    mps = getattr(torch.backends, "mps", None)
+    if kind == "mps" and not (mps is not None and mps.is_available()):
+        return "Apple MPS is not available here"
+    return None
 
 
 def load_diffusers_folder(

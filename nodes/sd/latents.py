@@ -6,6 +6,7 @@ import copy
 import dataclasses
 from typing import Any
 
+from nodeflow.errors import ErrorInfo
 from nodeflow.node import Context, Input, Output, ValidationContext, node
 from nodeflow.values import Latents, SchedulerState
 
@@ -30,8 +31,9 @@ class NoiseLatents:
     batch = Input("INT", default=1, min=1, max=64)
     latents = Output("LATENTS")
 
-    def validate_inputs(self, check: ValidationContext, width: int | None = None, height: int | None = None, **other: Any) -> list[str]:
-        return [f"{side} {value} is not a multiple of 8 (VAEs work on 8-pixel blocks)"
+    def validate_inputs(self, check: ValidationContext, width: int | None = None, height: int | None = None,
+                        **other: Any) -> list[ErrorInfo]:
+        return [ErrorInfo("invalid_value", f"{side} {value} is not a multiple of 8 (VAEs work on 8-pixel blocks)", input=side)
                 for side, value in (("width", width), ("height", height)) if value is not None and value % 8]
 
     def run(self, ctx: Context, unet: Any, vae: Any, scheduler: SchedulerState, seed: int, width: int, height: int, batch: int) -> Latents:
@@ -60,10 +62,10 @@ class Img2ImgInit:
     noised = Output("LATENTS", display_name="latents")
     remaining = Output("SCHEDULER", display_name="scheduler", description="the scheduler state with the skipped steps behind it")
 
-    def validate_inputs(self, check: ValidationContext, strength: float | None = None, **other: Any) -> str | None:
+    def validate_inputs(self, check: ValidationContext, strength: float | None = None, **other: Any) -> ErrorInfo | None:
         steps = (check.upstream("scheduler") or {}).get("steps")
         if strength is not None and isinstance(steps, int) and int(steps * strength) == 0:
-            return _no_step_left(strength, steps)
+            return ErrorInfo("invalid_value", _no_step_left(strength, steps), input="strength")
         return None
 
     def run(self, ctx: Context, latents: Latents, scheduler: SchedulerState, strength: float, seed: int) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import functools
 import json
 from typing import Any
 
+from nodeflow.errors import ErrorInfo
 from nodeflow.node import Context, Input, Output, ValidationContext, node
 from nodeflow.values import SchedulerState
 
@@ -96,8 +97,9 @@ class Scheduler:
     unet = Input("UNET", optional=True, description="timesteps are placed on this UNet's device")
     scheduler = Output("SCHEDULER", aliases=("timesteps",))
 
-    def validate_inputs(self, check: ValidationContext, name: str | None = None, **other: Any) -> str | None:
-        return None if name is None else scheduler_name_problem(name)
+    def validate_inputs(self, check: ValidationContext, name: str | None = None, **other: Any) -> ErrorInfo | None:
+        problem = None if name is None else scheduler_name_problem(name)
+        return None if problem is None else ErrorInfo("invalid_value", problem, input="name")
 
     def run(self, ctx: Context, config: dict[str, Any], name: str, steps: int, eta: float, unet: Any = None) -> SchedulerState:
         sched = make_scheduler(config, name)
