@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from nodeflow.models import DEFAULT_MODEL, ModelStore
+from nodeflow.models import ModelStore
 from nodeflow.models.store import ModelLoadError, pipeline_scheduler_config
 
 
@@ -70,8 +70,10 @@ def test_a_model_folder_missing_a_part_is_an_error_naming_the_missing_part(tmp_p
         ModelStore().load_sd(tmp_path)
 
 
-@pytest.mark.skipif((DEFAULT_MODEL / "model_index.json").is_file(), reason="the default model is installed")
-def test_default_names_the_missing_embedded_model():
+def test_default_names_the_missing_embedded_model(tmp_path, monkeypatch):
+    import nodeflow.models.store as store_module
+
+    monkeypatch.setattr(store_module, "DEFAULT_MODEL", tmp_path / "not-installed")
     with pytest.raises(ModelLoadError, match="default model"):
         ModelStore().load_sd("default")
 
