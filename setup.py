@@ -20,7 +20,7 @@ from setuptools import setup
 
 ROOT = Path(__file__).resolve().parent
 #: Files that travel as package data (code ships as modules already).
-DATA = ["*.json", "*.txt", "*.safetensors", "*.md", "*.html", "*.js", "*.css", "*.png", "*.svg", "*.yaml", "*.jpg"]
+DATA = ["*.json", "*.txt", "*.safetensors", "*.md", "*.html", "*.js", "*.css", "*.png", "*.svg", "*.yaml", "*.jpg", "LICENSE*"]
 #: repository folder -> import name it installs as.
 MAPPED = {"nodeflow": "nodeflow", "nodes": "nodeflow_nodes", "web": "nodeflow._shipped.web", "workflows": "nodeflow._shipped.workflows"}
 
