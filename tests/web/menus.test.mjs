@@ -1,0 +1,21 @@
+// Canvas menus offer only what the engine supports (web/js/graphview.js).
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { supportedMenu } from "../../web/js/graphview.js";
+
+const entry = (content) => ({ content, callback: () => content });
+
+test("subgraph and node-mode entries are removed, separators stay tidy", () => {
+  const options = [
+    entry("Inputs"), entry("Outputs"), null, entry("Convert to Subgraph 🆕"), entry("Properties"), entry("Properties Panel"), null,
+    entry("Title"), entry("Mode"), entry("Collapse"), entry("Shapes"), entry("Colors"), null, entry("Remove"), null,
+  ];
+  assert.deepEqual(supportedMenu(options).map((o) => o?.content ?? null), ["Title", "Collapse", "Colors", null, "Remove"]);
+});
+
+test("an entry can be replaced by the editor's own", () => {
+  const rename = () => "renamed";
+  const [title] = supportedMenu([entry("Title")], { Title: { content: "Rename", callback: rename } });
+  assert.equal(title.content, "Rename");
+  assert.equal(title.callback, rename);
+});

@@ -1,0 +1,71 @@
+// The gallery: result images of all runs, newest first; a click opens the lightbox,
+// which offers the image's download and "Load this graph" (the graph the run ran).
+
+const SHOWN = 60;
+
+export class Gallery {
+  /**
+   * @param {{root: HTMLElement, lightbox: HTMLDialogElement}} el  the lightbox holds img, a[download] and button[data-role=load]
+   * @param {{withToken, loadGraph: (runId) => Promise<void>}} deps
+   */
+  constructor({ root, lightbox }, { withToken, loadGraph }) {
+    this.root = root;
+    this.lightbox = lightbox;
+    this.withToken = withToken;
+    this.entries = []; // [{run, node, url}], newest first
+    this.keys = new Set();
+    this.image = lightbox.querySelector("img");
+    this.download = lightbox.querySelector("a[download]");
+    this.current = null;
+    lightbox.querySelector("[data-role=load]").addEventListener("click", async () => {
+      const run = this.current?.run;
+      lightbox.close();
+      if (run) await loadGraph(run);
+    });
+  }
+
+  /** Add an image of run `run`; returns whether it was new. */
+  add(run, node, url) {
+    const key = `${run}\u0000${url}`;
+    if (this.keys.has(key)) return false;
+    this.keys.add(key);
+    this.entries.unshift({ run, node, url: this.withToken(url) });
+    return true;
+  }
+
+  removeRun(run) {
+    this.entries = this.entries.filter((e) => e.run !== run);
+    this.keys = new Set([...this.keys].filter((k) => !k.startsWith(`${run}\u0000`)));
+  }
+
+  /** Image URLs of one node in one run, oldest first. */
+  urls(run, node) {
+    return this.entries.filter((e) => e.run === run && e.node === node).map((e) => e.url).reverse();
+  }
+
+  render() {
+    this.root.replaceChildren(
+      ...this.entries.slice(0, SHOWN).map((entry) => {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "thumb";
+        const img = document.createElement("img");
+        img.src = entry.url;
+        img.alt = `output of node ${entry.node ?? "?"}, run ${entry.run.slice(0, 8)}`;
+        img.loading = "lazy";
+        button.append(img);
+        button.addEventListener("click", () => this.open(entry, img.alt));
+        return button;
+      }),
+    );
+  }
+
+  open(entry, alt) {
+    this.current = entry;
+    this.image.src = entry.url;
+    this.image.alt = alt;
+    this.download.href = entry.url;
+    this.download.download = new URL(entry.url, window.location.href).pathname.split("/").pop() || "image.png";
+    this.lightbox.showModal();
+  }
+}
