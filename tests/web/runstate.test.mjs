@@ -156,3 +156,14 @@ test("a run cancelled before it started does not take the canvas from the one th
   assert.equal(b.focusFor("g"), "r1");
   assert.equal(b.nodeState("r1", "slow").status, "cancelled");
 });
+
+test("values a run reports per node are kept, from its end message or its record", () => {
+  const b = book();
+  b.handle(msg("run_succeeded", "r", { values: { show: 5.5 } }));
+  assert.equal(b.nodeValue("r", "show"), 5.5);
+  b.reconcile("r", { status: "succeeded", nodes: {}, values: { show: "five and a half" } });
+  assert.equal(b.nodeValue("r", "show"), "five and a half");
+  assert.equal(b.nodeValue("r", "other"), undefined);
+  b.reconcile("r", { status: "succeeded", nodes: {} }); // a server that sends no values keeps what was known
+  assert.equal(b.nodeValue("r", "show"), "five and a half");
+});

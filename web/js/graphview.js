@@ -11,6 +11,7 @@
 //     nodes with the same matcher as the library (search.js).
 
 import { LGraph, LGraphCanvas, LGraphGroup, LiteGraph } from "../vendor/litegraph.es.js";
+import { valueHeight } from "./nodedraw.js";
 
 /** Below this zoom litegraph draws plain boxes; the fitted view never goes below it. */
 export const LOW_DETAIL_ZOOM = 0.45;
@@ -147,10 +148,25 @@ export class GraphView {
       if (!node.nf) continue;
       node.nf.run = null;
       node.nf.preview = null;
+      node.nf.value = undefined;
       if (images) {
         node.nf.images = [];
         node.nf.imageElements = [];
       }
+    }
+    this.redraw();
+  }
+
+  /** Show a value a run reported for a node (undefined: none). */
+  setNodeValue(nodeId, value) {
+    const node = this.nodeById(nodeId);
+    if (!node) return;
+    const text = value === undefined ? undefined : formatValue(value);
+    if (text === node.nf.value) return;
+    node.nf.value = text;
+    if (text !== undefined) {
+      const needed = node.contentHeight() + valueHeight(text.split("\n").length);
+      if (node.size[1] < needed) node.setSize([node.size[0], needed]);
     }
     this.redraw();
   }
@@ -232,6 +248,12 @@ export class GraphView {
     const b = node.getInputPos(index);
     return this.toPage([(a[0] + b[0]) / 2, (a[1] + b[1]) / 2]);
   }
+}
+
+/** A value as one short text: strings as they are, anything else as JSON. */
+export function formatValue(value) {
+  const text = typeof value === "string" ? value : JSON.stringify(value, null, 1) ?? String(value);
+  return text.length > 1000 ? `${text.slice(0, 999)}…` : text;
 }
 
 /** Settings of the litegraph library itself (global to the page): the connection rule, link colours, gestures. */

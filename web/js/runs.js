@@ -190,7 +190,11 @@ export class Runs {
   }
 
   drawAll() {
-    for (const node of this.view.graph.nodes) if (node.nf) this.view.setNodeRun(node.nf.id, this.book.nodeState(this.shown, node.nf.id));
+    for (const node of this.view.graph.nodes) {
+      if (!node.nf) continue;
+      this.view.setNodeRun(node.nf.id, this.book.nodeState(this.shown, node.nf.id));
+      this.view.setNodeValue(node.nf.id, this.book.nodeValue(this.shown, node.nf.id));
+    }
     const byNode = new Map();
     for (const output of this.book.records.get(this.shown)?.outputs || []) {
       if (output.kind !== "image" || !output.url) continue;

@@ -9,6 +9,8 @@
 //   queued, running {value, max}, cached, done {seconds}, error {message},
 //   cancelled (the run was cancelled while the node ran), lost (the connection to the
 //   server dropped while the node was queued or running; the record says more later).
+// A run may also report values per node ({"values": {node id: value}} in its record or
+// final message; the server does not send them yet), shown on the node.
 
 /** How a run record's node status is drawn (`null`: the node was not part of the run). */
 const RECORD_NODE_STATUS = { running: "running", ran: "done", cached: "cached", failed: "error", skipped: null };
@@ -130,6 +132,7 @@ export class RunBook {
     const outputs = [...record.outputs];
     for (const output of message.outputs || []) if (!outputs.some((o) => o.url === output.url)) outputs.push(output);
     Object.assign(record, { status, seconds: message.seconds, error: message.error ?? null, errors: message.errors || [], outputs, lost: false });
+    if (message.values) record.values = message.values;
     this.#applyErrors(id, status, record.errors);
     for (const [nodeId, state] of this.#states(id)) {
       // a node still running or queued when the run ended did not finish
@@ -187,6 +190,7 @@ export class RunBook {
     }
     const rec = this.#record(id);
     Object.assign(rec, { status: record.status, outputs: record.outputs || rec.outputs, errors: record.errors || [], error: record.error ?? null, lost: false });
+    if (record.values) rec.values = record.values;
     if (finished) this.#applyErrors(id, record.status, rec.errors);
     return { run: id, all: true };
   }
@@ -211,6 +215,14 @@ export class RunBook {
     this.records.delete(id);
     this.nodes.delete(id);
     this.origins.delete(id);
+  }
+
+  /**
+   * The value a run reported for a node, if the server sends values: a run record or a
+   * run_succeeded message with {"values": {node id: JSON value}} (e.g. what core.show showed).
+   */
+  nodeValue(runId, nodeId) {
+    return this.records.get(runId)?.values?.[nodeId];
   }
 
   /** A node's state in a run ({} when the run says nothing about it). */

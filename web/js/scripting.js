@@ -22,7 +22,8 @@ export function scriptingApi(e) {
     waitForRun: (id) => runs.wait(id),
     /** A run as this tab knows it (status, lost, outputs...), or null. */
     run: (id) => (e.book.records.has(id) ? { ...e.book.records.get(id) } : null),
-    openWorkflow: (name) => e.workflows.open(name),
+    /** Open a workflow from the server (without asking about unsaved changes, like loadGraph). */
+    openWorkflow: (name) => e.workflows.open(name, { ask: false }),
     /** The name of the workflow last opened from the server (built-ins included), or null. */
     openedWorkflow: () => workspace.identity.opened ?? null,
     saveWorkflow: (name) => e.workflows.save(name),

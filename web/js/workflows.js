@@ -78,19 +78,20 @@ export class Workflows {
     return this.confirm.ask(`"${label}" has unsaved changes. ${what} and discard them?`, "Discard changes");
   }
 
-  /** Replace the canvas with `doc` after asking; false when the user kept the current graph. */
-  async replace(doc, fields, what) {
-    if (!(await this.mayDiscard(what))) return false;
+  /** Replace the canvas with `doc` after asking (unless `ask` is false); false when the user kept the current graph. */
+  async replace(doc, fields, what, ask = true) {
+    if (ask && !(await this.mayDiscard(what))) return false;
     this.workspace.open(doc, fields);
     return true;
   }
 
-  async open(name) {
+  /** Open workflow `name`; `ask: false` replaces unsaved changes without asking (scripts). */
+  async open(name, { ask = true } = {}) {
     if (!name) throw new Error("choose a workflow to open");
     const doc = await this.api.getWorkflow(name);
     const info = this.list.find((w) => w.name === name);
     // a built-in opens as a starting point: saving it needs a name of your own
-    if (!(await this.replace(doc, { name: info?.read_only ? null : name, opened: name }, `Open "${name}"`))) return null;
+    if (!(await this.replace(doc, { name: info?.read_only ? null : name, opened: name }, `Open "${name}"`, ask))) return null;
     this.el.select.value = name;
     return doc;
   }

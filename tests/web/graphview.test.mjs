@@ -1,7 +1,7 @@
-// Canvas menus offer only what the engine supports (web/js/graphview.js).
+// What graphview.js decides without a canvas: menus offer only what the engine supports, values are short texts.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { supportedMenu } from "../../web/js/graphview.js";
+import { formatValue, supportedMenu } from "../../web/js/graphview.js";
 
 const entry = (content) => ({ content, callback: () => content });
 
@@ -18,4 +18,11 @@ test("an entry can be replaced by the editor's own", () => {
   const [title] = supportedMenu([entry("Title")], { Title: { content: "Rename", callback: rename } });
   assert.equal(title.content, "Rename");
   assert.equal(title.callback, rename);
+});
+
+test("values shown on nodes are short texts", () => {
+  assert.equal(formatValue("a fox"), "a fox");
+  assert.equal(formatValue(5.5), "5.5");
+  assert.equal(formatValue([1, 2]), "[\n 1,\n 2\n]");
+  assert.equal(formatValue("x".repeat(5000)).length, 1000);
 });
