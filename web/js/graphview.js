@@ -10,7 +10,7 @@
 //   * the canvas search box (double-click, or a link released on empty space) finds
 //     nodes with the same matcher as the library (search.js).
 
-import { LGraph, LGraphCanvas, LGraphGroup, LiteGraph } from "../vendor/litegraph.es.js";
+import { CanvasPointer, LGraph, LGraphCanvas, LGraphGroup, LiteGraph } from "../vendor/litegraph.es.js";
 import { valueHeight } from "./nodedraw.js";
 
 /** Below this zoom litegraph draws plain boxes; the fitted view never goes below it. */
@@ -266,4 +266,7 @@ export function configureLiteGraph(types) {
   LiteGraph.alt_drag_do_clone_nodes = true;
   LiteGraph.middle_click_slot_add_default_node = true;
   LiteGraph.catch_exceptions = true;
+  // litegraph counts two presses as a double-click within 300 ms; desktops default to
+  // about 500 ms, and a slower double-click should still open the search box or rename
+  CanvasPointer.doubleClickTime = 500;
 }

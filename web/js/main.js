@@ -41,6 +41,26 @@ const FIRST_VISIT_WORKFLOW = "txt2img";
 /** Build the editor; resolves to its parts once the first graph is on the canvas. */
 async function start() {
   const catalogue = await api.nodes();
+  const parts = compose(catalogue);
+  wire(parts);
+  await parts.workflows.refresh();
+  if (!parts.workspace.resume()) await firstGraph(parts);
+  parts.workspace.history.reset();
+  connectEvents(
+    (message) => parts.runs.handle(message),
+    (connected) => {
+      $("connection").textContent = connected ? "connected" : "offline — reconnecting";
+      $("connection").classList.toggle("offline", !connected);
+      parts.runs.connection(connected);
+    },
+  );
+  parts.assets.refreshUploads();
+  if (catalogue.errors?.length) parts.toast.show(`${catalogue.errors.length} node pack(s) failed to load; see the server log`);
+  return parts;
+}
+
+/** Make every part, each given what it depends on. */
+function compose(catalogue) {
   const vocabulary = readVocabulary(catalogue);
   const drift = unknownEvents(vocabulary);
   if (drift.length) console.warn(`nodeflow: the server does not send ${drift.join(", ")}`);
@@ -49,12 +69,11 @@ async function start() {
   const toast = new Toast($("toast"));
   const confirm = new Confirm($("confirm"));
   const session = new Session(window.localStorage);
-
-  const host = { types, literalTypes: vocabulary.literalTypes }; // what nodes ask of the editor, filled below
+  const host = { types, literalTypes: vocabulary.literalTypes }; // what nodes ask of the editor, completed in wire()
   const view = new GraphView($("graph-canvas"), $("canvas-wrap"), {
     types,
     search: (query) => matchNodes(query, schemas).map((s) => s.id),
-    rename: (node) => titles.open(node),
+    rename: (node) => host.rename(node),
   });
   followSystemTheme(view, host);
   const workspace = new Workspace({ view, vocabulary, session });
@@ -62,17 +81,26 @@ async function start() {
     node.title = title;
     workspace.changed(`${node.nf.id}.title`);
   });
-  const textEditor = new TextEditor($("text-editor"), view.canvas);
-  const assets = new Assets({ api, withToken, view, toast });
-  const inputs = new InputsPanel($("graph-inputs"), workspace);
   const problems = new ProblemsPanel($("problems"), view);
   const workflows = new Workflows(topBar(), { api, workspace, confirm, toast, vocabulary });
+  const textEditor = new TextEditor($("text-editor"), view.canvas);
   const book = new RunBook(vocabulary);
   const runs = new Runs(runElements(), {
     api, withToken, book, view, workspace, problems, session, toast, confirm, workflows,
     beforeRun: () => textEditor.apply(),
   });
+  return {
+    catalogue, vocabulary, types, schemas, toast, host, view, workspace, titles, problems, workflows, textEditor, book, runs,
+    inputs: new InputsPanel($("graph-inputs"), workspace),
+    assets: new Assets({ api, withToken, view, toast }),
+    minimap: new Minimap($("minimap"), view),
+    withToken,
+  };
+}
 
+/** Connect the parts: what node widgets call, panels, drops, keys. */
+function wire(parts) {
+  const { host, view, workspace, assets, inputs, titles, textEditor, problems, workflows, runs, toast } = parts;
   Object.assign(host, {
     editText: (node, widget, done) => textEditor.open(node, widget, done),
     uploadImage: () => assets.pickAndUpload(),
@@ -84,37 +112,20 @@ async function start() {
     menu: (node) => inputs.menu(node),
     rename: (node) => titles.open(node),
   });
-  registerNodeTypes(catalogue, host);
-
+  registerNodeTypes(parts.catalogue, host);
   const added = () => workspace.changed();
-  new Library({ list: $("node-list"), search: $("node-search") }, { schemas, types, add: (type) => added(view.addNode(type)) });
-  const minimap = new Minimap($("minimap"), view);
-  view.canvas.onDrawOverlay = () => minimap.requestDraw();
+  new Library({ list: $("node-list"), search: $("node-search") }, { schemas: parts.schemas, types: parts.types, add: (type) => added(view.addNode(type)) });
+  view.canvas.onDrawOverlay = () => parts.minimap.requestDraw();
   workspace.on("loaded", () => {
     problems.clear();
     assets.loaded();
   });
   bindUi({ workspace, workflows, runs, view, toast });
   bindDrops({ wrap: $("canvas-wrap"), hint: $("drop-hint") }, { view, workflows, assets, toast, added });
-
-  await workflows.refresh();
-  if (!workspace.resume()) await firstGraph(workspace, workflows, vocabulary);
-  workspace.history.reset();
-  connectEvents(
-    (message) => runs.handle(message),
-    (connected) => {
-      $("connection").textContent = connected ? "connected" : "offline — reconnecting";
-      $("connection").classList.toggle("offline", !connected);
-      runs.connection(connected);
-    },
-  );
-  assets.refreshUploads();
-  if (catalogue.errors?.length) toast.show(`${catalogue.errors.length} node pack(s) failed to load; see the server log`);
-  return { view, workspace, inputs, problems, runs, book, workflows, types, catalogue, withToken };
 }
 
 /** A first visit opens the txt2img workflow, ready to run (an empty graph when the server has none). */
-async function firstGraph(workspace, workflows, vocabulary) {
+async function firstGraph({ workspace, workflows, vocabulary }) {
   if (workflows.list.some((w) => w.name === FIRST_VISIT_WORKFLOW)) {
     try {
       await workflows.open(FIRST_VISIT_WORKFLOW);

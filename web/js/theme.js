@@ -11,6 +11,25 @@ const LITEGRAPH_KEYS = [
   "WIDGET_DISABLED_TEXT_COLOR", "LINK_COLOR", "DEFAULT_SHADOW_COLOR",
 ];
 
+/** A light grid for the light canvas (litegraph's own grid image is drawn for a dark one). */
+function lightGrid() {
+  const size = 100;
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = size;
+  const ctx = canvas.getContext("2d");
+  ctx.strokeStyle = "rgba(0, 0, 0, 0.07)";
+  ctx.lineWidth = 1;
+  ctx.beginPath();
+  for (let i = 0.5; i < size; i += 10) {
+    ctx.moveTo(i, 0);
+    ctx.lineTo(i, size);
+    ctx.moveTo(0, i);
+    ctx.lineTo(size, i);
+  }
+  ctx.stroke();
+  return canvas.toDataURL("image/png");
+}
+
 const LIGHT = {
   litegraph: {
     NODE_TITLE_COLOR: "#222", NODE_SELECTED_TITLE_COLOR: "#000", NODE_TEXT_COLOR: "#333", NODE_TEXT_HIGHLIGHT_COLOR: "#000",
@@ -30,14 +49,19 @@ export function followSystemTheme(view, host) {
   const dark = {
     litegraph: Object.fromEntries(LITEGRAPH_KEYS.map((k) => [k, LiteGraph[k]])),
     background: view.canvas.clear_background_color,
+    grid: view.canvas.background_image,
     outputNode: "#2d4a3e",
   };
+  LIGHT.grid ??= lightGrid();
   const query = window.matchMedia("(prefers-color-scheme: light)");
   const apply = () => {
     const theme = query.matches ? LIGHT : dark;
     const before = host.outputNodeColour;
     Object.assign(LiteGraph, theme.litegraph);
     view.canvas.clear_background_color = theme.background;
+    // litegraph keeps the grid pattern it made first: a switch while the page is open
+    // changes the grid from the next page load on (the colours change at once)
+    view.canvas.background_image = theme.grid;
     view.canvas.default_link_color = theme.litegraph.LINK_COLOR;
     view.canvas.node_title_color = theme.litegraph.NODE_TITLE_COLOR; // copied by the canvas when it was made
     host.outputNodeColour = theme.outputNode;

@@ -100,81 +100,82 @@ function wrapText(ctx, text, maxWidth, maxLines) {
  * other model path) and return it. `host` is the editor side (see nodes.js).
  */
 export function addWidgetFor(node, spec, host) {
+  const widget = mainWidget(node, spec, host);
+  widget.label = spec.display_name || spec.name;
+  if (spec.description) widget.tooltip = spec.description;
+  if (spec.widget === "seed") addSeedHelpers(node, spec, widget, host);
+  if (spec.widget === "model") addModelPathButton(node, spec, widget);
+  if (spec.widget === "image") addUploadButton(node, spec, widget, host);
+  return widget;
+}
+
+function mainWidget(node, spec, host) {
   const value = initialValue(spec);
-  const label = spec.display_name || spec.name;
   const noop = () => {};
-  let widget;
-  if (Array.isArray(spec.choices)) {
-    widget = node.addWidget("combo", spec.name, value, noop, { values: spec.choices.slice() });
-  } else if (spec.type === "BOOL") {
-    widget = node.addWidget("toggle", spec.name, Boolean(value), noop, { on: "true", off: "false" });
-  } else if (spec.type === "INT" || spec.type === "FLOAT") {
-    const step = spec.step ?? (spec.type === "INT" ? 1 : 0.01);
-    widget = node.addWidget("number", spec.name, value, noop, {
+  if (Array.isArray(spec.choices)) return node.addWidget("combo", spec.name, value, noop, { values: spec.choices.slice() });
+  if (spec.type === "BOOL") return node.addWidget("toggle", spec.name, Boolean(value), noop, { on: "true", off: "false" });
+  if (spec.type === "INT" || spec.type === "FLOAT") {
+    return node.addWidget("number", spec.name, value, noop, {
       min: spec.min ?? undefined,
       max: spec.max ?? undefined,
-      step2: step,
+      step2: spec.step ?? (spec.type === "INT" ? 1 : 0.01),
       precision: decimalsFor(spec),
       round: spec.type === "INT" ? 1 : undefined,
     });
-  } else if (spec.multiline) {
-    widget = node.addCustomWidget(makeMultilineWidget(node, spec, String(value ?? ""), host));
-  } else if (spec.widget === "image") {
-    // uploaded images (GET /api/uploads), plus whatever the document names
-    widget = node.addWidget("combo", spec.name, String(value ?? ""), noop, {
-      values: () => withCurrent(host.imageChoices?.() ?? [], widget?.value),
-    });
-  } else if (spec.widget === "model") {
-    // models this session has seen (the server has no model listing), plus the current one
-    widget = node.addWidget("combo", spec.name, String(value ?? ""), noop, {
-      values: () => withCurrent(host.modelChoices?.(spec) ?? [], widget?.value),
-    });
-  } else {
-    widget = node.addWidget("text", spec.name, String(value ?? ""), noop, {});
   }
-  widget.label = label;
-  if (spec.description) widget.tooltip = spec.description;
-  if (spec.widget === "seed") {
-    const randomise = node.addWidget("button", `${spec.name}:randomise`, null, () => {
-      const old = widget.value;
-      widget.value = Math.floor(Math.random() * Math.min(spec.max ?? 2 ** 32 - 1, 2 ** 32 - 1));
-      node.onWidgetChanged?.(widget.name, widget.value, old, widget);
-    });
-    randomise.label = `↻ new ${label}`;
-    randomise.serialize = false;
-    const each = node.addWidget("toggle", `${spec.name}:each_run`, false, (on) => {
-      const list = new Set(node.properties.randomize || []);
-      if (on) list.add(spec.name);
-      else list.delete(spec.name);
-      node.properties.randomize = [...list];
-      host.changed?.(node, spec.name);
-    }, { on: "yes", off: "no" });
-    each.label = `new ${label} each run`;
+  if (spec.multiline) return node.addCustomWidget(makeMultilineWidget(node, spec, String(value ?? ""), host));
+  if (spec.widget === "image" || spec.widget === "model") {
+    // uploaded images (GET /api/uploads) or the models this session has seen (the server
+    // has no model listing yet), plus whatever the document names
+    const choices = spec.widget === "image" ? () => host.imageChoices?.() ?? [] : () => host.modelChoices?.(spec) ?? [];
+    let widget = null; // declared first: litegraph may ask for the values while adding it
+    widget = node.addWidget("combo", spec.name, String(value ?? ""), noop, { values: () => withCurrent(choices(), widget?.value) });
+    return widget;
   }
-  if (spec.widget === "model") {
-    const other = node.addWidget("button", `${spec.name}:path`, null, (_v, canvas, _n, _p, event) => {
-      canvas.prompt(`${label} (folder or .safetensors path)`, widget.value, (text) => {
-        if (!text) return;
-        const old = widget.value;
-        widget.value = String(text).trim();
-        node.onWidgetChanged?.(widget.name, widget.value, old, widget);
-      }, event);
-    });
-    other.label = `other ${label} path…`;
-    other.serialize = false;
-  }
-  if (spec.widget === "image") {
-    const upload = node.addWidget("button", `${spec.name}:upload`, null, async () => {
-      const name = await host.uploadImage?.();
-      if (!name) return;
-      const old = widget.value;
-      widget.value = name;
-      node.onWidgetChanged?.(widget.name, name, old, widget);
-    });
-    upload.label = `upload ${label}…`;
-    upload.serialize = false;
-  }
-  return widget;
+  return node.addWidget("text", spec.name, String(value ?? ""), noop, {});
+}
+
+/** Set `widget` as if the user had: the node hears of it (undo step, marks cleared). */
+function setWidget(node, widget, value) {
+  const old = widget.value;
+  widget.value = value;
+  node.onWidgetChanged?.(widget.name, value, old, widget);
+}
+
+function helperButton(node, name, label, action) {
+  const button = node.addWidget("button", name, null, action);
+  button.label = label;
+  button.serialize = false;
+  return button;
+}
+
+function addSeedHelpers(node, spec, widget, host) {
+  const label = widget.label;
+  helperButton(node, `${spec.name}:randomise`, `↻ new ${label}`, () => setWidget(node, widget, randomSeed(spec)));
+  const each = node.addWidget("toggle", `${spec.name}:each_run`, false, (on) => {
+    const list = new Set(node.properties.randomize || []);
+    if (on) list.add(spec.name);
+    else list.delete(spec.name);
+    node.properties.randomize = [...list];
+    host.changed?.(node, spec.name);
+  }, { on: "yes", off: "no" });
+  each.label = `new ${label} each run`;
+}
+
+function addModelPathButton(node, spec, widget) {
+  const label = widget.label;
+  helperButton(node, `${spec.name}:path`, `other ${label} path…`, (_v, canvas, _n, _p, event) => {
+    canvas.prompt(`${label} (folder or .safetensors path)`, widget.value, (text) => {
+      if (text) setWidget(node, widget, String(text).trim());
+    }, event);
+  });
+}
+
+function addUploadButton(node, spec, widget, host) {
+  helperButton(node, `${spec.name}:upload`, `upload ${widget.label}…`, async () => {
+    const name = await host.uploadImage?.();
+    if (name) setWidget(node, widget, name);
+  });
 }
 
 function withCurrent(list, current) {
@@ -187,5 +188,3 @@ function withCurrent(list, current) {
 export function randomSeed(spec) {
   return Math.floor(Math.random() * Math.min(spec?.max ?? 2 ** 32 - 1, 2 ** 32 - 1));
 }
-
-/** The base for every node class: state drawing and change tracking. */

@@ -49,6 +49,8 @@ export class Workflows {
     const { name, opened } = this.workspace.identity;
     const dirty = this.workspace.dirty;
     if (document.activeElement !== this.el.name) this.el.name.value = name || "";
+    if (this.list.some((w) => w.name === opened)) this.el.select.value = opened;
+    else if (!opened) this.el.select.value = "";
     this.el.name.placeholder = !name && opened ? `${opened} (built-in: save under a new name)` : "untitled";
     this.el.marker.hidden = !dirty;
     document.title = `${dirty ? "● " : ""}${name || opened || "untitled"} — nodeflow`;

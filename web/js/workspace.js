@@ -20,6 +20,8 @@ import { fingerprint, newIdentity, newKey } from "./session.js";
 const VIEW_SAVE_DELAY_MS = 300;
 
 export class Workspace {
+  #viewTimer = null;
+
   /** @param {{view: GraphView, vocabulary, session: Session}} deps */
   constructor({ view, vocabulary, session }) {
     this.view = view;
@@ -177,8 +179,8 @@ export class Workspace {
   }
 
   viewChanged() {
-    clearTimeout(this._viewTimer);
-    this._viewTimer = setTimeout(() => this.session.writeView(this.view.view), VIEW_SAVE_DELAY_MS);
+    clearTimeout(this.#viewTimer);
+    this.#viewTimer = setTimeout(() => this.session.writeView(this.view.view), VIEW_SAVE_DELAY_MS);
   }
 
   /** Give pasted and added nodes an id of their own (a loading document's ids are its keys already). */
