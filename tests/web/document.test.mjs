@@ -19,7 +19,7 @@ function roundTrip(doc) {
   return { graph, state, saved: toDocument(graph, state, VOCABULARY) };
 }
 
-const doc = (nodes, meta = {}, inputs = {}) => ({ format: "nodeflow/graph", version: 1, nodes, inputs, meta });
+const doc = (nodes, meta = {}, inputs = {}) => ({ format: "nodeflow/graph", version: 2, nodes, inputs, meta });
 
 test("a document comes back exactly as it was", () => {
   const original = doc(
@@ -92,9 +92,37 @@ test("a link the types refuse is kept in the document for validation to explain"
   assert.deepEqual(saved, original);
 });
 
+test("a version 1 document opens and is written in the server's version", () => {
+  const original = { ...doc({ 1: { type: "core.int", inputs: { value: 4 }, ui: { pos: [0, 0] } } }), version: 1 };
+  const { saved } = roundTrip(original);
+  assert.equal(saved.version, 2);
+  assert.deepEqual({ ...saved, version: 1 }, original);
+});
+
+test("node modes are kept (the editor does not set them yet)", () => {
+  const original = doc({ 1: { type: "core.int", inputs: {}, mode: "muted", ui: { pos: [0, 0] } } });
+  assert.deepEqual(roundTrip(original).saved, original);
+});
+
+test("an input saved under a socket's former name takes its current name", () => {
+  const catalogue = structuredClone(CATALOGUE);
+  catalogue.nodes["core.add"].inputs[0].aliases = ["x"];
+  registerNodeTypes(catalogue, { types, literalTypes: VOCABULARY.literalTypes });
+  try {
+    const { saved } = roundTrip(doc({
+      1: { type: "core.int", inputs: {}, ui: { pos: [0, 0] } },
+      2: { type: "core.add", inputs: { x: { node: "1", output: "out" }, b: 2 }, ui: { pos: [300, 0] } },
+    }));
+    assert.deepEqual(saved.nodes["2"].inputs, { a: { node: "1", output: "out" }, b: 2 });
+  } finally {
+    registerNodeTypes(CATALOGUE, { types, literalTypes: VOCABULARY.literalTypes });
+  }
+});
+
 test("documents of another format or version are refused with a sentence", () => {
   assert.match(checkDocument({ format: "comfy" }, VOCABULARY), /not a nodeflow graph/);
   assert.match(checkDocument({ version: 9 }, VOCABULARY), /version 9 is not supported/);
+  assert.match(checkDocument({ version: 0 }, VOCABULARY), /version 0 is not supported/);
   assert.match(checkDocument([], VOCABULARY), /JSON object/);
   assert.equal(checkDocument(emptyDocument(VOCABULARY), VOCABULARY), null);
   assert.throws(() => loadDocument(new LGraph(), { version: 9 }, VOCABULARY), /not supported/);

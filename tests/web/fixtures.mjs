@@ -3,12 +3,16 @@
 import { HANDLED_EVENTS, readVocabulary } from "../../web/js/vocabulary.js";
 
 export const VOCABULARY_JSON = {
-  graph_format: "nodeflow/graph", graph_version: 1, literal_types: ["BOOL", "FLOAT", "INT", "STRING"],
-  run_statuses: ["queued", "running", "succeeded", "failed", "cancelled"], finished_statuses: ["cancelled", "failed", "succeeded"],
-  node_statuses: ["running", "ran", "cached", "failed", "skipped"], events: [...HANDLED_EVENTS],
+  events: ["run_started", "node_started", "node_cached", "node_finished", "node_failed", "node_cancelled", "progress", "preview", "output", "run_finished"],
+  node_statuses: ["pending", "skipped", "running", "ran", "cached", "not_needed", "failed", "cancelled", "muted", "bypassed"],
+  run_statuses: ["queued", "running", "succeeded", "failed", "cancelled"],
+  final_run_statuses: ["succeeded", "failed", "cancelled"],
+  literal_types: ["BOOL", "FLOAT", "INT", "STRING"],
+  messages: [...HANDLED_EVENTS],
 };
+export const GRAPH_JSON = { format: "nodeflow/graph", version: 2 };
 
-export const VOCABULARY = readVocabulary({ vocabulary: VOCABULARY_JSON });
+export const VOCABULARY = readVocabulary({ vocabulary: VOCABULARY_JSON, graph: GRAPH_JSON });
 
 const input = (name, type, extra = {}) => ({
   name, type, display_name: name, description: "", optional: false, has_default: false, default: null,
@@ -38,4 +42,5 @@ export const CATALOGUE = {
   },
   errors: [],
   vocabulary: VOCABULARY_JSON,
+  graph: GRAPH_JSON,
 };

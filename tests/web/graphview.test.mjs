@@ -21,8 +21,9 @@ test("an entry can be replaced by the editor's own", () => {
 });
 
 test("values shown on nodes are short texts", () => {
-  assert.equal(formatValue("a fox"), "a fox");
-  assert.equal(formatValue(5.5), "5.5");
-  assert.equal(formatValue([1, 2]), "[\n 1,\n 2\n]");
-  assert.equal(formatValue("x".repeat(5000)).length, 1000);
+  assert.equal(formatValue({ text: "a fox" }), "a fox");
+  assert.equal(formatValue({ total: 5.5 }), "5.5");
+  assert.equal(formatValue({ a: 1, b: "x" }), "a: 1\nb: x");
+  assert.equal(formatValue([1, 2]), "[1,2]");
+  assert.equal(formatValue({ text: "x".repeat(5000) }).length, 1000);
 });

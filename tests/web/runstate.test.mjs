@@ -56,12 +56,29 @@ test("a cancelled node is drawn as cancelled, not as an error", () => {
   b.handle(msg("run_started", "r"));
   b.handle(msg("progress", "r", { node: "slow", value: 3, max: 10 }));
   b.handle(msg("run_cancelling", "r"));
-  b.handle(msg("node_failed", "r", { node: "slow", error: null }));
+  b.handle(msg("node_cancelled", "r", { node: "slow" }));
   b.handle(msg("run_cancelled", "r", { errors: [{ code: "cancelled", node: "slow", message: "the run was cancelled" }] }));
   assert.equal(b.nodeState("r", "slow").status, "cancelled");
   assert.equal(b.nodeState("r", "show").status, undefined); // never started: not part of what ran
-  b.reconcile("r", { status: "cancelled", nodes: { slow: { status: "failed" } }, errors: [{ code: "cancelled", node: "slow" }] });
+  b.reconcile("r", { status: "cancelled", nodes: { slow: { status: "cancelled" }, show: { status: "skipped" } }, errors: [{ code: "cancelled", node: "slow" }] });
   assert.equal(b.nodeState("r", "slow").status, "cancelled");
+  assert.deepEqual(b.nodeState("r", "show"), {});
+});
+
+test("a node the run did not need is not drawn as cached", () => {
+  const b = book();
+  b.queued("r", "g", "x", ["a", "b"]);
+  b.handle(msg("run_succeeded", "r"));
+  b.reconcile("r", { status: "succeeded", nodes: { a: { status: "not_needed" }, b: { status: "cached" } } });
+  assert.deepEqual(b.nodeState("r", "a"), {});
+  assert.equal(b.nodeState("r", "b").status, "cached");
+});
+
+test("a live record's planned nodes wait as queued", () => {
+  const b = book();
+  b.queued("r", "g", "x", ["a", "b"]);
+  b.reconcile("r", { status: "running", nodes: { a: { status: "running" }, b: { status: "pending" } } });
+  assert.equal(b.nodeState("r", "b").status, "queued");
 });
 
 test("a failing node is an error with its message", () => {
@@ -151,7 +168,7 @@ test("a run cancelled before it started does not take the canvas from the one th
   b.handle(msg("run_started", "r1"));
   b.handle(msg("node_started", "r1", { node: "slow" }));
   b.handle(msg("run_cancelled", "r2", { error: "the run was cancelled before it started" }));
-  b.handle(msg("node_failed", "r1", { node: "slow", error: null }));
+  b.handle(msg("node_cancelled", "r1", { node: "slow" }));
   b.handle(msg("run_cancelled", "r1", { errors: [{ code: "cancelled", node: "slow" }] }));
   assert.equal(b.focusFor("g"), "r1");
   assert.equal(b.nodeState("r1", "slow").status, "cancelled");
@@ -159,11 +176,11 @@ test("a run cancelled before it started does not take the canvas from the one th
 
 test("values a run reports per node are kept, from its end message or its record", () => {
   const b = book();
-  b.handle(msg("run_succeeded", "r", { values: { show: 5.5 } }));
-  assert.equal(b.nodeValue("r", "show"), 5.5);
-  b.reconcile("r", { status: "succeeded", nodes: {}, values: { show: "five and a half" } });
-  assert.equal(b.nodeValue("r", "show"), "five and a half");
+  b.handle(msg("run_succeeded", "r", { values: { show: { text: "5.5" } } }));
+  assert.deepEqual(b.nodeValue("r", "show"), { text: "5.5" });
+  b.reconcile("r", { status: "succeeded", nodes: {}, values: { show: { text: "five and a half" } } });
+  assert.deepEqual(b.nodeValue("r", "show"), { text: "five and a half" });
   assert.equal(b.nodeValue("r", "other"), undefined);
   b.reconcile("r", { status: "succeeded", nodes: {} }); // a server that sends no values keeps what was known
-  assert.equal(b.nodeValue("r", "show"), "five and a half");
+  assert.deepEqual(b.nodeValue("r", "show"), { text: "five and a half" });
 });

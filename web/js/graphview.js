@@ -250,9 +250,18 @@ export class GraphView {
   }
 }
 
-/** A value as one short text: strings as they are, anything else as JSON. */
-export function formatValue(value) {
-  const text = typeof value === "string" ? value : JSON.stringify(value, null, 1) ?? String(value);
+/**
+ * A node's reported outputs ({output: value}) as one short text: a single output's value
+ * alone, several as "name: value" lines; strings as they are, anything else as JSON.
+ */
+export function formatValue(outputs) {
+  const one = (value) => (typeof value === "string" ? value : JSON.stringify(value) ?? String(value));
+  const isOutputs = outputs !== null && typeof outputs === "object" && !Array.isArray(outputs);
+  const entries = isOutputs ? Object.entries(outputs) : [];
+  let text;
+  if (!isOutputs) text = one(outputs);
+  else if (entries.length === 1) text = one(entries[0][1]);
+  else text = entries.map(([name, value]) => `${name}: ${one(value)}`).join("\n");
   return text.length > 1000 ? `${text.slice(0, 999)}…` : text;
 }
 

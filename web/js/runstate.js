@@ -9,13 +9,23 @@
 //   queued, running {value, max}, cached, done {seconds}, error {message},
 //   cancelled (the run was cancelled while the node ran), lost (the connection to the
 //   server dropped while the node was queued or running; the record says more later).
-// A run may also report values per node ({"values": {node id: value}} in its record or
-// final message; the server does not send them yet), shown on the node.
+// A run may also report values per node ({"values": {node id: {output: value}}} in its
+// record or final message, the shape of the engine's RunResult.shown_values(); the
+// server does not send them yet), shown on the node.
 
-/** How a run record's node status is drawn (`null`: the node was not part of the run). */
-const RECORD_NODE_STATUS = { running: "running", ran: "done", cached: "cached", failed: "error", skipped: null };
+/**
+ * How a run record's node status (the engine's NodeStatus) is drawn. `null`: nothing
+ * to draw (the node did not run: never reached, not needed, muted or bypassed; modes are
+ * drawn by the editor once it sets them).
+ */
+const RECORD_NODE_STATUS = {
+  pending: "queued", running: "running", ran: "done", cached: "cached", failed: "error", cancelled: "cancelled",
+  skipped: null, not_needed: null, muted: null, bypassed: null,
+};
 const SETTLED = new Set(["done", "cached", "error", "cancelled"]);
-const NODE_EVENT_STATUS = { node_started: "running", node_cached: "cached", node_finished: "done", node_failed: "error" };
+const NODE_EVENT_STATUS = {
+  node_started: "running", node_cached: "cached", node_finished: "done", node_failed: "error", node_cancelled: "cancelled",
+};
 
 export class RunBook {
   /** @param {{finished: Set<string>}} vocabulary  from vocabulary.js */
@@ -102,7 +112,7 @@ export class RunBook {
       const state = { status: NODE_EVENT_STATUS[type], value: undefined, max: undefined };
       if (message.seconds != null) state.seconds = message.seconds;
       if (type === "node_failed") {
-        // a cancelled node fails without an error of its own; the run's end says "cancelled"
+        // (servers before node_cancelled reported a cancelled node as failed without an error)
         if (message.error) state.message = message.error.message;
         else state.status = "cancelled";
       }
@@ -218,8 +228,9 @@ export class RunBook {
   }
 
   /**
-   * The value a run reported for a node, if the server sends values: a run record or a
-   * run_succeeded message with {"values": {node id: JSON value}} (e.g. what core.show showed).
+   * What a run reported a node's outputs to be, if the server sends values: a run record
+   * or a run_succeeded message with {"values": {node id: {output: value}}} (e.g. what
+   * core.show showed).
    */
   nodeValue(runId, nodeId) {
     return this.records.get(runId)?.values?.[nodeId];
