@@ -14,6 +14,7 @@ export class Gallery {
     this.withToken = withToken;
     this.entries = []; // [{run, node, url}], newest first
     this.keys = new Set();
+    this.buttons = new Map(); // entry key -> its thumbnail button
     this.image = lightbox.querySelector("img");
     this.download = lightbox.querySelector("a[download]");
     this.current = null;
@@ -43,21 +44,31 @@ export class Gallery {
     return this.entries.filter((e) => e.run === run && e.node === node).map((e) => e.url).reverse();
   }
 
+  /** Update the thumbnails; those already shown are kept (no flicker, and a click lands). */
   render() {
-    this.root.replaceChildren(
-      ...this.entries.slice(0, SHOWN).map((entry) => {
-        const button = document.createElement("button");
-        button.type = "button";
-        button.className = "thumb";
-        const img = document.createElement("img");
-        img.src = entry.url;
-        img.alt = `output of node ${entry.node ?? "?"}, run ${entry.run.slice(0, 8)}`;
-        img.loading = "lazy";
-        button.append(img);
-        button.addEventListener("click", () => this.open(entry, img.alt));
-        return button;
-      }),
-    );
+    const shown = this.entries.slice(0, SHOWN);
+    const buttons = shown.map((entry) => {
+      const key = `${entry.run}\u0000${entry.url}`;
+      if (!this.buttons.has(key)) this.buttons.set(key, this.thumb(entry));
+      return this.buttons.get(key);
+    });
+    const keep = new Set(buttons);
+    for (const [key, button] of this.buttons) if (!keep.has(button)) this.buttons.delete(key);
+    const current = [...this.root.children];
+    if (current.length !== buttons.length || buttons.some((b, i) => b !== current[i])) this.root.replaceChildren(...buttons);
+  }
+
+  thumb(entry) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "thumb";
+    const img = document.createElement("img");
+    img.src = entry.url;
+    img.alt = `output of node ${entry.node ?? "?"}, run ${entry.run.slice(0, 8)}`;
+    img.loading = "lazy";
+    button.append(img);
+    button.addEventListener("click", () => this.open(entry, img.alt));
+    return button;
   }
 
   open(entry, alt) {
