@@ -80,3 +80,12 @@ test("fingerprints tell texts apart and repeat for the same text", () => {
 test("identities get distinct keys", () => {
   assert.notEqual(newIdentity().key, newIdentity().key);
 });
+
+test("a draft kept by the earlier editor ({name, doc}) still comes back, as unsaved", () => {
+  const storage = new MemoryStorage();
+  storage.setItem("nodeflow.draft", JSON.stringify({ name: "mine", doc: { nodes: { 1: { type: "core.int" } } } }));
+  const draft = new Session(storage).readDraft();
+  assert.deepEqual(draft.doc, { nodes: { 1: { type: "core.int" } } });
+  assert.equal(draft.identity.name, "mine");
+  assert.equal(draft.identity.baseline, null);
+});

@@ -85,6 +85,11 @@ export class Session {
   /** {identity, doc} as last kept, or null when there is none (a first visit) or it is damaged. */
   readDraft() {
     const draft = this.#read(DRAFT);
+    if (draft?.doc && typeof draft.doc === "object" && !draft.snapshot) {
+      // an earlier editor kept {name, doc}: still the user's graph, with unknown saved state
+      const name = typeof draft.name === "string" ? draft.name : null;
+      return { doc: draft.doc, identity: newIdentity({ name, opened: name }) };
+    }
     const doc = draft?.snapshot?.doc;
     const identity = draft?.identity;
     if (!doc || typeof doc !== "object" || !identity || typeof identity.key !== "string") return null;
