@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from server_support import int_graph, serving, small_registry
 
+from nodeflow.graph import FORMAT, VERSION
 from nodeflow.server.openapi import openapi_path
-from nodeflow.server.schemas import Catalogue, RunDetail, SystemInfo
+from nodeflow.server.schemas import FINISHED, WS_MESSAGES, Catalogue, RunDetail, SystemInfo
+from nodeflow.types import LITERAL_TYPES
 
 
 def _router_operations(c) -> set[tuple[str, str]]:
@@ -53,11 +55,34 @@ async def test_the_nodes_endpoint_returns_the_registry_catalogue(tmp_path):
     Catalogue.model_validate(body)
     assert set(body["nodes"]) == set(registry.ids())
     expected = registry.catalogue()
-    assert body["vocabulary"] == expected["vocabulary"]
+    assert {k: v for k, v in body["vocabulary"].items() if k in expected["vocabulary"]} == expected["vocabulary"]
     assert body["types"]["matrix"] == expected["types"]["matrix"]
     for name, info in expected["types"]["types"].items():
         assert body["types"]["types"][name]["description"] == info["description"]
         assert body["types"]["types"][name]["color"]  # the editor's colour, added by the server
+
+
+async def test_the_nodes_endpoint_publishes_what_clients_share_with_the_server(tmp_path):
+    async with serving(tmp_path / "data") as c:
+        async with c.session.get("/api/nodes") as resp:
+            body = await resp.json()
+    assert body["graph"] == {"format": FORMAT, "version": VERSION}
+    vocabulary = body["vocabulary"]
+    assert set(vocabulary["literal_types"]) == LITERAL_TYPES
+    assert set(vocabulary["final_run_statuses"]) == FINISHED <= set(vocabulary["run_statuses"])
+    assert {"run_started", "node_finished", "progress", "run_succeeded", "run_cancelled", "queue"} <= set(vocabulary["messages"])
+    assert len(vocabulary["messages"]) >= len(WS_MESSAGES)
+
+
+async def test_a_run_record_names_the_graph_it_ran(tmp_path):
+    graph = int_graph(1)
+    graph["meta"] = {"name": "my numbers"}
+    async with serving(tmp_path / "data") as c:
+        record = await c.wait(await c.submit(graph))
+        async with c.session.get("/api/runs") as resp:
+            listed = (await resp.json())["runs"]
+    assert record["name"] == "my numbers"
+    assert [r["name"] for r in listed if r["id"] == record["id"]] == ["my numbers"]
 
 
 async def test_a_run_record_matches_its_documented_model(tmp_path):

@@ -45,6 +45,7 @@ from .schemas import (
     WorkflowSaved,
     WsRunCancelling,
     WsRunFinished,
+    client_catalogue,
 )
 from .security import resolve_inside
 from .store import RunRecord
@@ -149,11 +150,11 @@ class Api:
         return reply_json(self._openapi)
 
     async def nodes(self, request: web.Request) -> web.Response:
-        """What the editor builds its palette, connection rules and run vocabulary from."""
+        """What the editor builds its palette, connection rules and vocabulary from."""
         catalogue = self.server.registry.catalogue()
         for name, info in catalogue["types"]["types"].items():
             info["color"] = type_colour(name)
-        return reply(Catalogue.model_validate(catalogue))
+        return reply(client_catalogue(catalogue))
 
     # -- workflows --------------------------------------------------------------------
     async def workflows_list(self, request: web.Request) -> web.Response:
@@ -267,6 +268,7 @@ class Api:
             "finished": record.finished,
             "seconds": record.seconds,
             "workflow": record.workflow,
+            "name": _graph_name(record.graph),
             "inputs": record.inputs,
             "position": self.server.store.position(record) if record.status == RunStatus.QUEUED else None,
             "attempts": record.attempts,
@@ -377,6 +379,12 @@ def _pydantic_sentence(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
     return f"{where + ': ' if where else ''}{first['msg']}"
+
+
+def _graph_name(graph: Any) -> str | None:
+    meta = graph.get("meta") if isinstance(graph, dict) else None
+    name = meta.get("name") if isinstance(meta, dict) else None
+    return name if isinstance(name, str) and name else None
 
 
 def _sentence(error: dict[str, Any]) -> str:

@@ -6,12 +6,14 @@ generated from the same models, so the document cannot drift from what is sent.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..events import NodeStatus, RunStatus
+from ..graph import FORMAT, VERSION
 from ..node import NodeSchema
+from ..types import LITERAL_TYPES
 
 #: The final run statuses.
 FINISHED: frozenset[RunStatus] = frozenset(s for s in RunStatus if s.final)
@@ -95,6 +97,7 @@ class RunSummary(BaseModel):
     finished: float | None = None
     seconds: float | None = None
     workflow: str | None = None
+    name: str | None = Field(None, description="the graph's meta.name, if it has one")
     inputs: dict[str, Any] = Field(default_factory=dict)
     position: int | None = Field(None, description="place in the queue while queued (0 = next)")
     attempts: int = 0
@@ -193,13 +196,27 @@ class CacheStats(BaseModel):
     cache: dict[str, Any]
 
 
+class GraphFormat(BaseModel):
+    """The graph document format this server writes (older versions are read and migrated)."""
+
+    format: str
+    version: int
+
+
 class Catalogue(BaseModel):
-    """Node schemas, the type compatibility table and the run vocabulary (see ``Registry.catalogue``)."""
+    """Node schemas, the type compatibility table, the vocabulary (see ``Registry.catalogue``) and the graph format.
+
+    Besides the run vocabulary of ``Registry.catalogue`` (event types, node and run
+    statuses), the server's ``vocabulary`` lists ``literal_types`` (socket types whose
+    values can be typed in) and ``messages`` (its websocket message types), so that a
+    client keeps no copies of them.
+    """
 
     nodes: dict[str, NodeSchema]
     types: dict[str, Any]
     vocabulary: dict[str, list[str]] = Field(description="event types, node statuses and run statuses: the only spellings")
     errors: list[ErrorModel]
+    graph: GraphFormat
 
 
 # -- websocket messages -----------------------------------------------------------
@@ -280,3 +297,10 @@ class WsRunFinished(WsMessage):
 WS_MESSAGES: list[type[WsMessage]] = [
     WsQueue, WsRunStarted, WsNode, WsProgress, WsPreview, WsOutput, WsRunCancelling, WsRunFinished,
 ]
+
+
+def client_catalogue(catalogue: dict[str, Any]) -> Catalogue:
+    """``Registry.catalogue()`` plus what a client of this server also shares with it (see :class:`Catalogue`)."""
+    messages = [t for m in WS_MESSAGES for t in get_args(m.model_fields["type"].annotation)]
+    vocabulary = {**catalogue["vocabulary"], "literal_types": sorted(LITERAL_TYPES), "messages": messages}
+    return Catalogue.model_validate({**catalogue, "vocabulary": vocabulary, "graph": {"format": FORMAT, "version": VERSION}})

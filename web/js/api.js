@@ -46,6 +46,9 @@ export function withToken(url) {
   return u.toString();
 }
 
+/** Said when the server cannot be reached at all (the browser's own words, "Failed to fetch", say less). */
+export const UNREACHABLE = "server not reachable";
+
 async function request(method, path, body, { raw = false } = {}) {
   const headers = {};
   if (token) headers.Authorization = `Bearer ${token}`;
@@ -55,7 +58,12 @@ async function request(method, path, body, { raw = false } = {}) {
     headers["Content-Type"] = "application/json";
     payload = JSON.stringify(body);
   }
-  const response = await fetch(apiUrl(path), { method, headers, body: payload });
+  let response;
+  try {
+    response = await fetch(apiUrl(path), { method, headers, body: payload });
+  } catch {
+    throw new ApiError(0, { message: UNREACHABLE, code: "unreachable" });
+  }
   if (raw) return response;
   const text = await response.text();
   let data = null;
@@ -79,9 +87,11 @@ export const api = {
   deleteWorkflow: (name) => request("DELETE", `/api/workflows/${encodeURIComponent(name)}`),
   /** 202 -> {id}; 400 -> ApiError whose .errors are [{code, node, input, message}]. */
   queueRun: (graph, inputs) => request("POST", "/api/runs", inputs ? { graph, inputs } : { graph }),
-  listRuns: () => request("GET", "/api/runs"),
+  listRuns: (limit = 50) => request("GET", `/api/runs?limit=${limit}`),
   getRun: (id) => request("GET", `/api/runs/${encodeURIComponent(id)}`),
   cancelRun: (id) => request("POST", `/api/runs/${encodeURIComponent(id)}/cancel`),
+  /** Forget a finished or queued run and delete its output files. */
+  deleteRun: (id) => request("DELETE", `/api/runs/${encodeURIComponent(id)}`),
   upload: (file) => {
     const form = new FormData();
     form.append("file", file, file.name);

@@ -4,6 +4,8 @@
 // Clicking a multi-line widget opens a real <textarea> over the canvas, sized to the
 // widget, which the browser's own editing (undo, selection, IME) works in.
 
+import { LiteGraph } from "../vendor/litegraph.es.js";
+
 export class TextEditor {
   constructor(root, canvas) {
     this.root = root;
@@ -59,5 +61,69 @@ export class TextEditor {
     this.root.hidden = true;
     this.done = null;
     this.canvas.canvas.focus();
+  }
+}
+
+/**
+ * The node title editor: a one-line <input> over a node's title bar (double-click the
+ * title, or "Rename" in the node menu). Enter or leaving the box applies, Esc cancels;
+ * an empty title brings the node type's name back.
+ */
+export class TitleEditor {
+  /**
+   * @param {HTMLInputElement} input
+   * @param {GraphView} view
+   * @param {(node, title) => void} apply  sets the title and records the edit
+   */
+  constructor(input, view, apply) {
+    this.input = input;
+    this.view = view;
+    this.applyTitle = apply;
+    this.node = null;
+    input.addEventListener("keydown", (e) => {
+      e.stopPropagation(); // keys typed here are text, not canvas shortcuts
+      if (e.key === "Enter") {
+        e.preventDefault();
+        this.apply();
+      } else if (e.key === "Escape") {
+        e.preventDefault();
+        this.close();
+      }
+    });
+    input.addEventListener("blur", () => this.apply());
+  }
+
+  open(node) {
+    if (this.node) this.apply();
+    this.node = node;
+    const { ds } = this.view.canvas;
+    const titleHeight = LiteGraph.NODE_TITLE_HEIGHT;
+    const corner = this.view.toPage([node.pos[0], node.pos[1] - titleHeight]);
+    const rect = this.input.offsetParent?.getBoundingClientRect() ?? { left: 0, top: 0 };
+    Object.assign(this.input.style, {
+      left: `${corner.x - rect.left}px`,
+      top: `${corner.y - rect.top}px`,
+      width: `${Math.max(160, node.size[0] * ds.scale)}px`,
+      height: `${Math.max(22, titleHeight * ds.scale)}px`,
+    });
+    this.input.value = node.title;
+    this.input.hidden = false;
+    this.input.focus();
+    this.input.select();
+  }
+
+  apply() {
+    const node = this.node;
+    if (!node) return;
+    const title = this.input.value.trim();
+    this.close();
+    const next = title || node.constructor.title;
+    if (next !== node.title) this.applyTitle(node, next);
+  }
+
+  close() {
+    this.node = null;
+    this.input.hidden = true;
+    this.view.canvas.canvas.focus();
   }
 }
