@@ -100,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", default=str(Path.home() / ".nodeflow"))
     serve.add_argument("--backend", default="local", choices=["local", "ray"])
     serve.add_argument("--address", help="Ray cluster address (with --backend ray)")
+    serve.add_argument("--allow-read", action="append", default=[], metavar="DIR",
+                       help="a folder whose files graphs may name, besides the uploads (repeatable); nothing else is readable")
     add_model_options(serve)
     add_common(serve)
     serve.set_defaults(func=cmd_serve)
@@ -126,7 +128,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     apply_threads(args)
     registry = load_registry(args)
     budget = args.cache_budget_mb * (1 << 20) if args.cache_budget_mb else None
-    executor = Executor(registry, Cache(budget, args.cache_dir), models, graph_paths(path))
+    cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else None
+    executor = Executor(registry, Cache(budget, cache_dir), models, graph_paths(path))
     with ProgressPrinter(enabled=sys.stderr.isatty()) as progress:
         result = executor.run(graph, inputs=values, output_dir=args.out, on_event=progress)
     if args.debug and result.traceback:
@@ -205,7 +208,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     models = model_store(args)
     try:
         run_server(host=args.host, port=args.port, token=args.token, data_dir=args.data_dir, plugin_dirs=args.plugins,
-                   backend=args.backend, address=args.address, models=models, threads=args.threads)
+                   backend=args.backend, address=args.address, models=models, threads=args.threads,
+                   allow_read=[Path(d) for d in args.allow_read])
     except ServerConfigError as exc:
         raise UsageError(str(exc)) from None
     return 0
