@@ -66,10 +66,8 @@ class ServerConfig:
         self.data_dir = Path(self.data_dir)
         self.plugin_dirs = [Path(p) for p in self.plugin_dirs]
         self.allow_read = [Path(p) for p in self.allow_read]
-        if self.web_dir is None:
-            self.web_dir = web_dir()
-        if self.builtin_workflows_dir is None:
-            self.builtin_workflows_dir = workflows_dir()
+        self.web_dir = web_dir() if self.web_dir is None else Path(self.web_dir)
+        self.builtin_workflows_dir = workflows_dir() if self.builtin_workflows_dir is None else Path(self.builtin_workflows_dir)
 
     @property
     def loopback(self) -> bool:
