@@ -69,19 +69,24 @@ class UploadStore:
             if part is None:
                 raise ApiError(400, "no_file", "the form holds no file")
             assert isinstance(part, BodyPartReader)
-            filename = part.filename or "image"
-            data = bytearray()
-            while chunk := await part.read_chunk(64 * 1024):
-                data += chunk
-                if len(data) > self.max_bytes:
-                    raise self._too_large()
-            if not part.at_eof():
-                raise ValueError("the body ends before the part's closing boundary")
+            data = await self._read_part(part)
         except _MULTIPART_ERRORS as exc:
             raise ApiError(400, "bad_multipart", f"the multipart/form-data body is malformed: {exc}") from None
+        filename = part.filename or "image"
         if "\x00" in filename:
             raise ApiError(400, "bad_filename", "the file name holds a NUL character")
-        return bytes(data), filename
+        return data, filename
+
+    async def _read_part(self, part: BodyPartReader) -> bytes:
+        """The part's bytes, at most ``max_bytes``; the part must end with its boundary."""
+        data = bytearray()
+        while chunk := await part.read_chunk(64 * 1024):
+            data += chunk
+            if len(data) > self.max_bytes:
+                raise self._too_large()
+        if not part.at_eof():
+            raise ValueError("the body ends before the part's closing boundary")
+        return bytes(data)
 
     def store(self, data: bytes, filename: str) -> UploadInfo:
         """Check ``data`` is a supported, intact image within the limits and write it; returns its info (off the loop)."""
