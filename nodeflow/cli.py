@@ -102,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--address", help="Ray cluster address (with --backend ray)")
     serve.add_argument("--allow-read", action="append", default=[], metavar="DIR",
                        help="a folder whose files graphs may name, besides the uploads (repeatable); nothing else is readable")
+    serve.add_argument("--max-graph-nodes", type=int, default=10_000, help="most nodes in one graph (default 10000)")
+    serve.add_argument("--max-json-bytes", type=int, default=2 << 20, help="largest JSON body (default 2 MiB)")
     add_model_options(serve)
     add_common(serve)
     serve.set_defaults(func=cmd_serve)
@@ -209,7 +211,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         run_server(host=args.host, port=args.port, token=args.token, data_dir=args.data_dir, plugin_dirs=args.plugins,
                    backend=args.backend, address=args.address, models=models, threads=args.threads,
-                   allow_read=[Path(d) for d in args.allow_read])
+                   allow_read=[Path(d) for d in args.allow_read], max_graph_nodes=args.max_graph_nodes,
+                   max_json_bytes=args.max_json_bytes)
     except ServerConfigError as exc:
         raise UsageError(str(exc)) from None
     return 0

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 
 from nodeflow.registry import Registry
-from nodeflow.server import RunningServer, ServerConfig, start_server
+from nodeflow.server import RunningServer, Server, ServerConfig, start_server
 
 PLUGINS = Path(__file__).resolve().parent / "server_plugins"
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -59,6 +59,22 @@ def text_graph(text: str = "hello", name: str = "out.txt") -> dict[str, Any]:
     return {"nodes": {"w": {"type": "srvtest.write_text", "inputs": {"text": text, "name": name}}}}
 
 
+def wait_graph(release: Path, pairs: int = 0) -> dict[str, Any]:
+    """``srvtest.wait_for_file`` (ignores cancellation; ends once ``release`` exists), plus ``pairs`` int->show pairs."""
+    graph = pairs_graph(pairs)
+    graph["nodes"]["wait"] = {"type": "srvtest.wait_for_file", "inputs": {"path": str(release)}}
+    return graph
+
+
+def pairs_graph(pairs: int, offset: int = 0) -> dict[str, Any]:
+    """``pairs`` independent ``core.int -> core.show`` pairs (a graph with many nodes, all core)."""
+    nodes: dict[str, Any] = {}
+    for i in range(pairs):
+        nodes[f"i{i}"] = {"type": "core.int", "inputs": {"value": offset + i}}
+        nodes[f"s{i}"] = {"type": "core.show", "inputs": {"value": {"node": f"i{i}", "output": "out"}}}
+    return {"nodes": nodes}
+
+
 @dataclass
 class Client:
     """A running server and an aiohttp session pointed at it."""
@@ -74,6 +90,11 @@ class Client:
     @property
     def port(self) -> int:
         return self.server.port
+
+    @property
+    def app_server(self) -> Server:
+        """The composed :class:`nodeflow.server.Server` behind the socket (for fault injection)."""
+        return self.server.server
 
     async def submit(self, graph: dict[str, Any], **extra: Any) -> str:
         async with self.session.post("/api/runs", json={"graph": graph, **extra}) as resp:

@@ -85,6 +85,19 @@ async def test_a_run_record_names_the_graph_it_ran(tmp_path):
     assert [r["name"] for r in listed if r["id"] == record["id"]] == ["my numbers"]
 
 
+async def test_a_run_record_and_its_end_message_carry_the_values_of_show_nodes(tmp_path):
+    async with serving(tmp_path / "data") as c:
+        async with c.session.ws_connect("/api/ws") as ws:
+            run_id = await c.submit(int_graph(41))
+            while True:
+                message = await ws.receive_json(timeout=60)
+                if message["type"].startswith("run_") and message["run"] == run_id and message["type"] != "run_started":
+                    break
+        record = await c.wait(run_id)
+    assert message["type"] == "run_succeeded" and message["values"] == {"show": {"text": "41"}}
+    assert record["values"] == {"show": {"text": "41"}}
+
+
 async def test_a_run_record_matches_its_documented_model(tmp_path):
     async with serving(tmp_path / "data") as c:
         record = await c.wait(await c.submit(int_graph(1)))

@@ -69,7 +69,7 @@ def test_a_run_interrupted_by_crashes_max_attempts_times_is_marked_failed(tmp_pa
     final = store.get(record.id)
     store.close()
     assert final is not None and final.status == "failed"
-    assert final.errors[0]["code"] == "interrupted"
+    assert final.errors[0].code == "interrupted"
 
 
 def test_the_store_hands_out_queued_runs_in_the_order_they_came(tmp_path):

@@ -8,9 +8,13 @@ worker. Nothing is global; two servers in one process (as in the tests) share no
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
+import os
 import signal
+import sys
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,10 +25,11 @@ from ..backends import Backend, make_backend
 from ..registry import Registry, build_registry
 from .config import ServerConfig, ServerConfigError, check_config
 from .hub import Hub
-from .replies import errors_to_json
+from .replies import error_middleware
 from .routes import Api
 from .schemas import WsQueue
 from .security import Guard, add_security_headers, log_requests
+from .storage import PathScrubber
 from .store import RunStore
 from .uploads import UploadStore
 from .worker import Worker
@@ -47,17 +52,23 @@ class Server:
         self.paths = config.paths()
         self.store = RunStore(config.database)
         self.workflows = WorkflowStore(config.workflows_dir, config.builtin_workflows_dir)
-        self.uploads = UploadStore(config.inputs_dir, config.max_upload_bytes, config.max_upload_pixels)
+        self.uploads = UploadStore(config.inputs_dir, config.max_upload_bytes, config.max_upload_pixels, config.body_timeout)
         self.hub = Hub(lambda: self.queue_message(None))
+        #: no answer names a server folder: the data dir reads as relative paths
+        self.scrub = PathScrubber([(config.data_dir, ""), (config.builtin_workflows_dir, "workflows/"), (config.web_dir, "web/")])
         self.worker = Worker(self.store, self.backend, config.outputs_dir, self._publish_threadsafe,
-                             preview_interval=config.preview_interval, paths=self.paths)
+                             preview_interval=config.preview_interval, paths=self.paths, scrub=self.scrub)
+        #: threads for work whose size a client chooses (decoding, parsing, validating, serialising)
+        self.heavy = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nodeflow-http")
+        #: False once a stop gave up waiting for the worker (its node ignored cancellation for the grace)
+        self.worker_stopped = True
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def app(self) -> web.Application:
         """A fresh aiohttp application serving this server (start it once)."""
         app = web.Application(
             client_max_size=self.config.max_json_bytes,
-            middlewares=[log_requests, errors_to_json, Guard(self.config).middleware],
+            middlewares=[log_requests, error_middleware(self.scrub), Guard(self.config).middleware],
         )
         Api(self).add_routes(app)
         app.on_response_prepare.append(add_security_headers)
@@ -82,7 +93,7 @@ class Server:
             pass  # loop closed: the server is stopping and nobody is listening
 
     def queue_message(self, run_id: str | None) -> dict[str, Any]:
-        """The ``queue`` websocket message as of now."""
+        """The ``queue`` websocket message as of now (the store keeps the queue's state in memory)."""
         queued, running = self.store.queue_state()
         return WsQueue(run=run_id, queued=queued, running=running).model_dump(mode="json")
 
@@ -101,11 +112,19 @@ class Server:
 
     async def _cleanup(self, app: web.Application) -> None:
         stopped = await asyncio.to_thread(self.worker.stop, self.config.shutdown_grace)
-        if not stopped:
-            log.warning("the running node ignored cancellation; its run will be queued again at the next start")
-        else:
+        self.heavy.shutdown(wait=False, cancel_futures=True)
+        if stopped:
             self.store.close()  # only when the worker is done with it
-        self.backend.close()
+            self.backend.close()
+            return
+        # The node ignores its cancel token: stop waiting. Its run goes back to the queue; whatever it
+        # does later is not recorded, and run_server ends the process without waiting for it.
+        self.worker_stopped = False
+        run_id = self.worker.abandon()
+        if run_id is not None:
+            self.store.requeue(run_id)
+            log.warning("run %s ignored cancellation for %gs; it is back in the queue and runs again at the next start",
+                        run_id, self.config.shutdown_grace)
 
 
 def _backend(config: ServerConfig, registry: Registry) -> Backend:
@@ -131,6 +150,8 @@ class RunningServer:
     runner: web.AppRunner
     host: str
     port: int
+    #: the composed server behind the socket
+    server: Server
 
     @property
     def url(self) -> str:
@@ -146,13 +167,16 @@ class RunningServer:
 async def start_server(config: ServerConfig, *, registry: Registry | None = None,
                        backend: Backend | None = None) -> RunningServer:
     """Build and start a server on ``config.host:config.port`` (port 0 picks a free one)."""
-    app = create_app(config, registry=registry, backend=backend)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)  # our middleware logs each request once
+    server = Server(config, registry=registry, backend=backend)
+    # keepalive_timeout also bounds how long a connection may take to send its request headers
+    # (aiohttp arms it when a connection opens and re-arms it after each response).
+    runner = web.AppRunner(server.app(), access_log=None, handle_signals=False,  # our middleware logs each request once
+                           keepalive_timeout=config.header_timeout)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)
     await site.start()
     port = runner.addresses[0][1]
-    return RunningServer(runner, config.host, port)
+    return RunningServer(runner, config.host, port, server)
 
 
 def run_server(
@@ -180,11 +204,21 @@ def run_server(
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log.setLevel(logging.INFO)
-    asyncio.run(_serve_until_stopped(config))
+    if not asyncio.run(_serve_until_stopped(config)):
+        # A node is still running in a thread Python would wait for at exit; the grace is over.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
-async def _serve_until_stopped(config: ServerConfig) -> None:
+async def _serve_until_stopped(config: ServerConfig) -> bool:
+    """Serve until a signal; False when the worker did not stop within the grace (its run was requeued)."""
     server = await start_server(config)
+    # What exists now (modules, torch, the registry) lives as long as the process: freezing it keeps the
+    # collector's full passes, which hold the GIL and so stall the event loop, from walking it each time.
+    gc.collect()
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -199,3 +233,4 @@ async def _serve_until_stopped(config: ServerConfig) -> None:
     finally:
         log.info("stopping; queued runs stay queued")
         await server.close()
+    return server.server.worker_stopped

@@ -44,9 +44,18 @@ class ServerConfig:
     workers: int | None = None
     web_dir: Path | None = None
     builtin_workflows_dir: Path | None = None
-    max_json_bytes: int = 8 << 20
+    #: Largest JSON body accepted (a graph, a run request); larger ones get 413 ``too_large``.
+    max_json_bytes: int = 2 << 20
+    #: Deepest nesting of arrays and objects in a JSON body; deeper gets 400 ``invalid_json``.
+    max_json_depth: int = 64
+    #: Most nodes in one graph (run or saved workflow); more gets 413 ``graph_too_large``.
+    max_graph_nodes: int = 10_000
     max_upload_bytes: int = 25 << 20
     max_upload_pixels: int = 64_000_000
+    #: Seconds a connection may take to send a request's headers (also how long an idle connection stays open).
+    header_timeout: float = 30.0
+    #: Seconds a request may take to send its body; slower ones get 408 ``request_timeout``.
+    body_timeout: float = 120.0
     preview_interval: float = 0.25
     #: How many times a run interrupted by a crash is started again before it is marked failed.
     max_attempts: int = 3
@@ -57,10 +66,8 @@ class ServerConfig:
         self.data_dir = Path(self.data_dir)
         self.plugin_dirs = [Path(p) for p in self.plugin_dirs]
         self.allow_read = [Path(p) for p in self.allow_read]
-        if self.web_dir is None:
-            self.web_dir = web_dir()
-        if self.builtin_workflows_dir is None:
-            self.builtin_workflows_dir = workflows_dir()
+        self.web_dir = web_dir() if self.web_dir is None else Path(self.web_dir)
+        self.builtin_workflows_dir = workflows_dir() if self.builtin_workflows_dir is None else Path(self.builtin_workflows_dir)
 
     @property
     def loopback(self) -> bool:

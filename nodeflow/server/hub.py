@@ -3,7 +3,8 @@
 Runs on the event loop only. :meth:`Hub.broadcast` never awaits: each client has a
 bounded queue drained by its own sender task, so one slow browser cannot stall the
 others or the worker. A client that falls ``queue_size`` messages behind is
-disconnected (it can reconnect and read the run records instead).
+disconnected (it can reconnect and read the run records instead). A sender yields to
+the loop every few messages, so a long backlog never holds the loop.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 log = logging.getLogger("nodeflow.server")
+
+#: Messages a sender writes before it lets the loop do something else (writes that need no
+#: waiting do not yield by themselves).
+_BATCH = 32
 
 
 class _Client:
@@ -67,12 +72,16 @@ class Hub:
         return ws
 
     async def _send_loop(self, client: _Client) -> None:
+        sent = 0
         while True:
             text = await client.queue.get()
             try:
                 await client.ws.send_str(text)
             except (ConnectionError, RuntimeError):
                 return
+            sent += 1
+            if sent % _BATCH == 0:
+                await asyncio.sleep(0)
 
     async def close(self) -> None:
         """Close every websocket (the server is stopping)."""

@@ -30,9 +30,11 @@ _DESCRIPTIONS = {
     401: "missing or wrong access token",
     403: "refused: cross-origin request, foreign Host, or read-only resource",
     404: "not found",
+    408: "the request body did not arrive in time (body_timeout)",
     409: "conflicts with the run's state",
-    413: "too large",
+    413: "too large: a body over max_json_bytes, a graph over max_graph_nodes, an image over the upload limits",
     415: "wrong content type or not an accepted image",
+    507: "the server's disk is full (code disk_full); deleting runs frees space",
 }
 
 

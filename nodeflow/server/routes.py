@@ -3,6 +3,11 @@
 :data:`ROUTES` is the single source for both the aiohttp router and the OpenAPI
 document (:mod:`nodeflow.server.openapi`): each entry names its handler, its body
 and its responses by model, so a route cannot exist undocumented.
+
+The event loop only moves bytes. Decoding, parsing, validating, reading and writing
+the store, and serialising answers run in threads: work whose size the client
+chooses (bodies, graphs, pages of history) on the server's two ``heavy`` threads,
+quick reads on asyncio's default pool, so a large request never delays a small one.
 """
 
 from __future__ import annotations
@@ -11,33 +16,34 @@ import asyncio
 import re
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from .. import __version__
-from ..errors import ErrorInfo, GraphInvalid
+from ..errors import GraphInvalid
 from ..events import RunStatus
-from ..graph import GraphDoc, apply_inputs, parse_graph
+from ..graph import apply_inputs
 from ..validate import validate
+from .bodies import decode_json, parse_graph_within, read_body
 from .palette import type_colour
-from .replies import ApiError, reply, reply_json
+from .replies import ApiError, reply
 from .schemas import (
     CacheStats,
     Catalogue,
     ErrorModel,
     NodeState,
-    OutputInfo,
     QueueState,
     RunCreated,
     RunDetail,
     RunList,
     RunRef,
     RunRequest,
-    RunSummary,
     SystemInfo,
     UploadInfo,
     UploadList,
@@ -48,12 +54,12 @@ from .schemas import (
     client_catalogue,
 )
 from .security import resolve_inside
-from .store import RunRecord
 
 if TYPE_CHECKING:
     from .app import Server
 
-_RUN_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+_RUN_ID_RE = re.compile(r"[0-9a-f]{32}")
+T = TypeVar("T")
 _VERSIONED = ("torch", "diffusers", "transformers", "aiohttp", "pydantic", "safetensors", "pillow")
 
 
@@ -99,23 +105,23 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/workflows/{name}", "workflow_get", "Read a workflow's graph document", "workflows",
           responses={200: "graph", 400: None, 404: None}),
     Route("PUT", "/api/workflows/{name}", "workflow_put", "Save a user workflow (a graph document)", "workflows", body="graph",
-          responses={200: WorkflowSaved, 201: WorkflowSaved, 400: None, 403: None}),
+          responses={200: WorkflowSaved, 201: WorkflowSaved, 400: None, 403: None, 408: None, 413: None, 415: None, 507: None}),
     Route("DELETE", "/api/workflows/{name}", "workflow_delete", "Delete a user workflow", "workflows",
           responses={204: None, 400: None, 403: None, 404: None}),
     Route("POST", "/api/runs", "runs_create", "Queue a run of a graph or a saved workflow", "runs", body=RunRequest,
-          responses={202: RunCreated, 400: None, 415: None}),
+          responses={202: RunCreated, 400: None, 408: None, 413: None, 415: None, 507: None}),
     Route("GET", "/api/runs", "runs_list", "History and queue, newest first, paged", "runs", responses={200: RunList, 400: None}, query=_PAGE),
     Route("GET", "/api/runs/{id}", "run_get", "One run: status, nodes, outputs, errors", "runs", responses={200: RunDetail, 404: None}),
     Route("POST", "/api/runs/{id}/cancel", "run_cancel",
           "Cancel a run: a queued one at once (200), a running one at its next check (202)", "runs",
           responses={200: RunRef, 202: RunRef, 404: None, 409: None}),
     Route("DELETE", "/api/runs/{id}", "run_delete", "Delete a finished or queued run and its output files", "runs",
-          responses={200: RunRef, 404: None, 409: None}),
+          responses={200: RunRef, 404: None, 409: None, 507: None}),
     Route("GET", "/api/outputs/{path:.+}", "output_get", "An output file (RUN_ID/NAME); accepts ?token=", "files",
           responses={200: "file", 400: None, 404: None}),
     Route("GET", "/api/uploads", "uploads_list", "Uploaded images, newest first", "files", responses={200: UploadList}),
     Route("POST", "/api/uploads", "uploads_create", "Upload an image for image-loading nodes (multipart/form-data)", "files",
-          body="multipart", responses={201: UploadInfo, 400: None, 413: None, 415: None}),
+          body="multipart", responses={201: UploadInfo, 400: None, 408: None, 413: None, 415: None, 507: None}),
     Route("GET", "/api/uploads/{name}", "upload_get", "An uploaded image; accepts ?token=", "files",
           responses={200: "file", 400: None, 404: None}),
     Route("GET", "/api/system", "system", "Versions, device, memory, queue length, cache statistics", "system", responses={200: SystemInfo}),
@@ -132,13 +138,39 @@ class Api:
 
     def __init__(self, server: Server):
         self.server = server
+        self.config = server.config
         self._device: dict[str, Any] | None = None
+        self._versions: dict[str, str | None] | None = None
         self._openapi: dict[str, Any] | None = None
 
     def add_routes(self, app: web.Application) -> None:
         """Register every entry of :data:`ROUTES` (``GET`` also answers ``HEAD``)."""
         for route in ROUTES:
-            app.router.add_route(route.method, route.path, getattr(self, route.handler))
+            handler = getattr(self, route.handler)
+            if route.method == "GET":
+                app.router.add_get(route.path, handler, allow_head=route.handler != "websocket")
+            else:
+                app.router.add_route(route.method, route.path, handler)
+
+    # -- off the loop ---------------------------------------------------------------------
+    async def heavy(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the server's heavy threads (work whose size the client chooses)."""
+        return await asyncio.get_running_loop().run_in_executor(self.server.heavy, partial(fn, *args))
+
+    async def answer(self, build: Callable[[], BaseModel], status: int = 200) -> web.Response:
+        """Build a response model and serialise it on a heavy thread."""
+        body = await self.heavy(lambda: build().model_dump_json().encode())
+        return web.Response(body=body, status=status, content_type="application/json")
+
+    async def json_body(self, request: web.Request) -> Any:
+        """The request's JSON body within the documented limits (see :mod:`nodeflow.server.bodies`).
+
+        415 unless it is declared ``application/json`` (HTML forms cannot do that cross-site).
+        """
+        if request.content_type != "application/json":
+            raise ApiError(415, "unsupported_media_type", "send JSON with Content-Type: application/json")
+        raw = await read_body(request, self.config.max_json_bytes, self.config.body_timeout)
+        return await self.heavy(decode_json, raw, self.config.max_json_depth)
 
     # -- meta & nodes -----------------------------------------------------------------
     async def openapi(self, request: web.Request) -> web.Response:
@@ -147,43 +179,60 @@ class Api:
             from .openapi import build_openapi
 
             self._openapi = build_openapi(ROUTES)
-        return reply_json(self._openapi)
+        return web.json_response(self._openapi)
 
     async def nodes(self, request: web.Request) -> web.Response:
-        """What the editor builds its palette, connection rules and vocabulary from."""
-        catalogue = self.server.registry.catalogue()
-        for name, info in catalogue["types"]["types"].items():
-            info["color"] = type_colour(name)
-        return reply(client_catalogue(catalogue))
+        """What the editor builds its palette, connection rules and run vocabulary from."""
+
+        def catalogue() -> Any:
+            data = self.server.registry.catalogue()
+            for name, info in data["types"]["types"].items():
+                info["color"] = type_colour(name)
+            return client_catalogue(data)
+
+        return await self.answer(catalogue)
 
     # -- workflows --------------------------------------------------------------------
     async def workflows_list(self, request: web.Request) -> web.Response:
         """Every workflow, user ones first."""
-        return reply(WorkflowList(workflows=self.server.workflows.list()))
+        return await self.answer(lambda: WorkflowList(workflows=self.server.workflows.list()))
 
     async def workflow_get(self, request: web.Request) -> web.Response:
         """The graph document, as saved (so GET then PUT round-trips)."""
-        doc, _ = self.server.workflows.get(request.match_info["name"])
-        return reply_json(doc.model_dump(mode="json"))
+        name = request.match_info["name"]
+        return await self.answer(lambda: self.server.workflows.get(name)[0])
 
     async def workflow_put(self, request: web.Request) -> web.Response:
         """Save; the answer lists validation problems, but an incomplete graph may still be saved."""
-        body = await _json_body(request)
-        doc, info, created = self.server.workflows.save(request.match_info["name"], body)
-        problems = await asyncio.to_thread(validate, doc, self.server.registry, self.server.paths)
-        saved = WorkflowSaved(**info.model_dump(), problems=[ErrorModel(**e.to_dict()) for e in problems])
+        body = await self.json_body(request)
+        name = request.match_info["name"]
+        saved, created = await self.heavy(self._save_workflow, name, body)
         return reply(saved, 201 if created else 200)
+
+    def _save_workflow(self, name: str, body: Any) -> tuple[WorkflowSaved, bool]:
+        doc = parse_graph_within(body, self.config.max_graph_nodes)
+        info, created = self.server.workflows.save(name, doc)
+        problems = validate(doc, self.server.registry, self.server.paths)
+        return WorkflowSaved(**info.model_dump(), problems=[ErrorModel(**e.to_dict()) for e in problems]), created
 
     async def workflow_delete(self, request: web.Request) -> web.Response:
         """Delete a user workflow."""
-        self.server.workflows.delete(request.match_info["name"])
+        await asyncio.to_thread(self.server.workflows.delete, request.match_info["name"])
         return web.Response(status=204)
 
     # -- runs ---------------------------------------------------------------------------
     async def runs_create(self, request: web.Request) -> web.Response:
         """Validate (with inputs applied) and queue; 400 lists every problem at once."""
+        body = await self.json_body(request)
+        created = await self.heavy(self._queue_run, body)
+        self.server.worker.wake()
+        self.server.publish(self.server.queue_message(created.id))
+        return reply(created, 202)
+
+    def _queue_run(self, body: Any) -> RunCreated:
+        """Parse, apply inputs, validate and store a run request (on a heavy thread)."""
         try:
-            run = RunRequest.model_validate(await _json_body(request))
+            run = RunRequest.model_validate(body)
         except ValidationError as exc:
             raise ApiError(400, "bad_request", _pydantic_sentence(exc)) from None
         if run.workflow is not None:
@@ -192,96 +241,99 @@ class Api:
             except ApiError as exc:
                 raise ApiError(400 if exc.status == 404 else exc.status, exc.code, exc.message, exc.errors) from None
         else:
-            doc = _parse(run.graph)
+            doc = parse_graph_within(run.graph, self.config.max_graph_nodes)
         try:
             doc = apply_inputs(doc, run.inputs)
         except GraphInvalid as exc:
             raise ApiError(400, "invalid_graph", "the graph inputs do not match the graph", exc.errors) from None
-        # off the loop: a 10,000-node graph takes a moment to check, and the loop must stay responsive
-        errors = await asyncio.to_thread(validate, doc, self.server.registry, self.server.paths)
+        errors = validate(doc, self.server.registry, self.server.paths)
         if errors:
             raise ApiError(400, "invalid_graph", f"the graph is invalid ({len(errors)} problem(s))", errors)
-        record = self.server.store.add(doc.model_dump(mode="json"), workflow=run.workflow, inputs=run.inputs)
-        self.server.worker.wake()
-        self.server.publish(self.server.queue_message(record.id))
-        return reply(RunCreated(id=record.id, status=RunStatus.QUEUED, position=self.server.store.position(record)), 202)
+        name = doc.meta.get("name")
+        return self.server.store.add(doc.model_dump_json(), workflow=run.workflow, inputs=run.inputs,
+                                     node_total=len(doc.nodes), name=name if isinstance(name, str) and name else None)
 
     async def runs_list(self, request: web.Request) -> web.Response:
-        """A page of runs, newest first."""
+        """A page of runs, newest first: node counts, not node maps."""
         limit = _int_query(request, "limit", 50, 1, 200)
         offset = _int_query(request, "offset", 0, 0, sys.maxsize)
         status = request.query.get("status") or None
         if status is not None and status not in {s.value for s in RunStatus}:
             raise ApiError(400, "bad_request", f"unknown status {status!r}")
-        records, total = self.server.store.history(limit=limit, offset=offset, status=status)
-        runs = [RunSummary(**self._run_fields(r)) for r in records]
-        return reply(RunList(runs=runs, total=total, limit=limit, offset=offset))
+
+        def page() -> RunList:
+            runs, total = self.server.store.history(limit=limit, offset=offset, status=status)
+            for run in runs:
+                if run.status == RunStatus.RUNNING:
+                    run.node_counts = self.server.worker.live_counts(run.id) or run.node_counts
+            return RunList(runs=runs, total=total, limit=limit, offset=offset)
+
+        return await self.answer(page)
 
     async def run_get(self, request: web.Request) -> web.Response:
         """One run, with live node states while it runs."""
-        record = self._record(request)
-        return reply(RunDetail(**self._run_fields(record), graph=record.graph))
+        run_id = request.match_info["id"]
+        return await self.answer(lambda: self._detail(run_id))
+
+    def _detail(self, run_id: str) -> RunDetail:
+        record = self._record(run_id)
+        if record.status == RunStatus.RUNNING:
+            live = self.server.worker.live_nodes(run_id) or {}
+            record.nodes = {k: NodeState(**v) for k, v in live.items()}
+            record.node_counts = self.server.worker.live_counts(run_id) or {}
+        return record
 
     async def run_cancel(self, request: web.Request) -> web.Response:
-        """Cancel now if queued, else ask the running graph to stop at its next check."""
-        record = self._record(request)
-        if record.status == RunStatus.QUEUED and self.server.store.cancel_queued(record.id):
-            message = WsRunFinished(type="run_cancelled", run=record.id, error="the run was cancelled before it started")
+        """Cancel now if queued, else ask the running graph to stop at its next check.
+
+        A 202 is a promise: the run will end ``cancelled`` (see :mod:`nodeflow.server.worker`).
+        """
+        run_id = request.match_info["id"]
+        record = await asyncio.to_thread(self._record, run_id)
+        if record.status == RunStatus.QUEUED and await asyncio.to_thread(self.server.store.cancel_queued, run_id):
+            message = WsRunFinished(type="run_cancelled", run=run_id, error="the run was cancelled before it started")
             self.server.publish(message.model_dump(mode="json"))
-            self.server.publish(self.server.queue_message(record.id))
-            return reply(RunRef(id=record.id, status=RunStatus.CANCELLED))
-        record = self._record(request)  # it may have started meanwhile
-        if not RunStatus(record.status).final:
-            self.server.worker.request_cancel(record.id)
+            self.server.publish(self.server.queue_message(run_id))
+            return reply(RunRef(id=run_id, status=RunStatus.CANCELLED))
+        if await asyncio.to_thread(self.server.worker.request_cancel, run_id):
             # after the token is set: whatever progress follows this message is the last step's
-            self.server.publish(WsRunCancelling(run=record.id).model_dump(mode="json"))
-            return reply(RunRef(id=record.id, status=record.status), 202)  # type: ignore[arg-type]
+            self.server.publish(WsRunCancelling(run=run_id).model_dump(mode="json"))
+            record = await asyncio.to_thread(self._record, run_id)
+            status = RunStatus.RUNNING if RunStatus(record.status).final else record.status
+            return reply(RunRef(id=run_id, status=status), 202)
+        record = await asyncio.to_thread(self._record, run_id)
+        if record.status == RunStatus.RUNNING:
+            raise ApiError(409, "already_finished", "the run is finishing: its last node has returned")
         raise ApiError(409, "already_finished", f"the run already {record.status}")
 
     async def run_delete(self, request: web.Request) -> web.Response:
-        """Forget a run and delete its output folder; a running run must be cancelled first."""
-        record = self._record(request)
-        if not self.server.store.delete(record.id):
-            raise ApiError(409, "run_running", "the run is running; cancel it first")
-        folder = self.server.config.outputs_dir / record.id  # the id matched _RUN_ID_RE: a plain name
-        await asyncio.to_thread(shutil.rmtree, folder, True)
-        if record.status == RunStatus.QUEUED:
-            self.server.publish(self.server.queue_message(record.id))
-        return reply(RunRef(id=record.id, status="deleted"))
+        """Forget a run and delete its output folder; a running run must be cancelled first.
 
-    def _record(self, request: web.Request) -> RunRecord:
+        The row goes first (kept in memory if the disk is full), then the files, which
+        frees their space: on a full disk, this is how a client makes room.
+        """
         run_id = request.match_info["id"]
-        record = self.server.store.get(run_id) if _RUN_ID_RE.match(run_id) else None
+        record = await asyncio.to_thread(self._record, run_id)
+        if not await asyncio.to_thread(self.server.store.delete, run_id):
+            raise ApiError(409, "run_running", "the run is running; cancel it first")
+        folder = self.config.outputs_dir / run_id  # the id matched _RUN_ID_RE: a plain name
+        await asyncio.to_thread(shutil.rmtree, folder, True)
+        self.server.worker.wake()  # room was made: a kept outcome may be writable now
+        if record.status == RunStatus.QUEUED:
+            self.server.publish(self.server.queue_message(run_id))
+        return reply(RunRef(id=run_id, status="deleted"))
+
+    def _record(self, run_id: str) -> RunDetail:
+        record = self.server.store.get(run_id) if _RUN_ID_RE.fullmatch(run_id) else None
         if record is None:
             raise ApiError(404, "unknown_run", f"no run with id '{run_id}'")
         return record
 
-    def _run_fields(self, record: RunRecord) -> dict[str, Any]:
-        nodes = record.nodes
-        if record.status == RunStatus.RUNNING:
-            nodes = self.server.worker.live_nodes(record.id) or {}
-        return {
-            "id": record.id,
-            "status": record.status,
-            "created": record.created,
-            "started": record.started,
-            "finished": record.finished,
-            "seconds": record.seconds,
-            "workflow": record.workflow,
-            "name": _graph_name(record.graph),
-            "inputs": record.inputs,
-            "position": self.server.store.position(record) if record.status == RunStatus.QUEUED else None,
-            "attempts": record.attempts,
-            "nodes": {k: NodeState(**v) for k, v in nodes.items()},
-            "outputs": [OutputInfo(**o) for o in record.outputs],
-            "error": _sentence(record.errors[0]) if record.errors else None,
-            "errors": record.errors,
-        }
-
     # -- files --------------------------------------------------------------------------
     async def output_get(self, request: web.Request) -> web.FileResponse:
         """A file under the outputs folder, never outside it."""
-        return web.FileResponse(resolve_inside(self.server.config.outputs_dir, request.match_info["path"]))
+        path = await asyncio.to_thread(resolve_inside, self.config.outputs_dir, request.match_info["path"])
+        return web.FileResponse(path)
 
     async def uploads_list(self, request: web.Request) -> web.Response:
         """Uploaded images, newest first."""
@@ -293,17 +345,21 @@ class Api:
 
     async def upload_get(self, request: web.Request) -> web.FileResponse:
         """An uploaded image, never a file outside the uploads folder."""
-        return web.FileResponse(resolve_inside(self.server.config.inputs_dir, request.match_info["name"]))
+        path = await asyncio.to_thread(resolve_inside, self.config.inputs_dir, request.match_info["name"])
+        return web.FileResponse(path)
 
     # -- system -------------------------------------------------------------------------
     async def system(self, request: web.Request) -> web.Response:
-        """A status snapshot; device details are probed once, off the loop."""
+        """A status snapshot: versions and device probed once, the queue from memory, the cache off the loop."""
         backend = self.server.backend
         if self._device is None:
             self._device = await asyncio.to_thread(backend.device_info)
+        if self._versions is None:  # reading package metadata scans site-packages: once, off the loop
+            self._versions = await asyncio.to_thread(
+                lambda: {"nodeflow": __version__, "python": sys.version.split()[0], **{n: _version(n) for n in _VERSIONED}})
         queued, running = self.server.store.queue_state()
         info = SystemInfo(
-            versions={"nodeflow": __version__, "python": sys.version.split()[0], **{n: _version(n) for n in _VERSIONED}},
+            versions=self._versions,
             backend=backend.name,
             device=self._device,
             memory=_memory(),
@@ -325,7 +381,7 @@ class Api:
 
     async def index(self, request: web.Request) -> web.StreamResponse:
         """The editor's ``index.html``, or a short note when the editor is not installed."""
-        web_dir = self.server.config.web_dir
+        web_dir = self.config.web_dir
         if web_dir is not None and (web_dir / "index.html").is_file():
             return web.FileResponse(resolve_inside(web_dir, "index.html"))
         return web.Response(
@@ -337,29 +393,10 @@ class Api:
     async def static(self, request: web.Request) -> web.FileResponse:
         """A file of the editor (``web/``); unknown ``/api`` paths are 404 here too."""
         path = request.match_info["path"]
-        web_dir = self.server.config.web_dir
+        web_dir = self.config.web_dir
         if path == "api" or path.startswith("api/") or web_dir is None:
             raise ApiError(404, "not_found", "no such endpoint")
         return web.FileResponse(resolve_inside(web_dir, path))
-
-
-async def _json_body(request: web.Request) -> Any:
-    """The request's JSON body; 415 unless it is declared ``application/json`` (forms cannot do that cross-site)."""
-    if request.content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type", "send JSON with Content-Type: application/json")
-    try:
-        return await request.json()
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise ApiError(400, "invalid_json", "the body is nested too deeply") from None
-
-
-def _parse(graph: Any) -> GraphDoc:
-    try:
-        return parse_graph(graph)
-    except GraphInvalid as exc:
-        raise ApiError(400, "invalid_graph", "the graph document is malformed", exc.errors) from None
 
 
 def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
@@ -379,16 +416,6 @@ def _pydantic_sentence(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(p) for p in first["loc"])
     return f"{where + ': ' if where else ''}{first['msg']}"
-
-
-def _graph_name(graph: Any) -> str | None:
-    meta = graph.get("meta") if isinstance(graph, dict) else None
-    name = meta.get("name") if isinstance(meta, dict) else None
-    return name if isinstance(name, str) and name else None
-
-
-def _sentence(error: dict[str, Any]) -> str:
-    return str(ErrorInfo(str(error.get("code")), str(error.get("message")), error.get("node"), error.get("input")))
 
 
 def _version(dist: str) -> str | None:

@@ -88,7 +88,11 @@ class OutputInfo(BaseModel):
 
 
 class RunSummary(BaseModel):
-    """A run as the history lists it. Times are Unix seconds."""
+    """A run as the history lists it: counts of its nodes, not the nodes themselves. Times are Unix seconds.
+
+    This is the one definition of a run's fields: the run store builds these models
+    straight from its rows (:mod:`nodeflow.server.store`), so nothing is copied field by field.
+    """
 
     id: str
     status: RunStatus
@@ -101,16 +105,23 @@ class RunSummary(BaseModel):
     inputs: dict[str, Any] = Field(default_factory=dict)
     position: int | None = Field(None, description="place in the queue while queued (0 = next)")
     attempts: int = 0
-    nodes: dict[str, NodeState] = Field(default_factory=dict)
+    node_total: int = Field(0, description="how many nodes the graph has")
+    node_counts: dict[str, int] = Field(
+        default_factory=dict, description="how many nodes are (or ended) in each node status; statuses with none are left out"
+    )
     outputs: list[OutputInfo] = Field(default_factory=list)
     error: str | None = Field(None, description="the first error's sentence, if any")
     errors: list[ErrorModel] = Field(default_factory=list)
 
 
 class RunDetail(RunSummary):
-    """One run with the graph it ran (inputs already applied)."""
+    """One run with every node's state, its readable values and the graph it ran (inputs already applied)."""
 
-    graph: dict[str, Any]
+    values: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="readable results (numbers, text, booleans) of the run's output nodes, by node and output"
+    )
+    nodes: dict[str, NodeState] = Field(default_factory=dict)
+    graph: dict[str, Any] = Field(default_factory=dict)
 
 
 class RunList(BaseModel):
@@ -153,10 +164,10 @@ class WorkflowSaved(WorkflowInfo):
 
 
 class UploadInfo(BaseModel):
-    """A stored upload. ``path`` is what ``sd.load_image``'s ``path`` input accepts (``name`` too under ``nodeflow serve``)."""
+    """A stored upload. Under ``nodeflow serve``, ``sd.load_image``'s ``path`` input takes its ``name``."""
 
     name: str
-    path: str = Field(description="the stored file's absolute path on the server")
+    path: str = Field(description="where the file is, relative to the uploads folder (the same as name)")
     url: str
     bytes: int
     width: int | None = None
@@ -292,6 +303,7 @@ class WsRunFinished(WsMessage):
     error: str | None = None
     errors: list[ErrorModel] = Field(default_factory=list)
     outputs: list[OutputInfo] = Field(default_factory=list)
+    values: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
 WS_MESSAGES: list[type[WsMessage]] = [

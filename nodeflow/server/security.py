@@ -36,7 +36,7 @@ log = logging.getLogger("nodeflow.server")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_HOST_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$")
+_HOST_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?")
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
 _QUERY_TOKEN_PREFIXES = ("/api/outputs/", "/api/uploads/")
 _FILE_PREFIXES = ("/api/outputs/", "/api/uploads/")
@@ -98,7 +98,7 @@ class Guard:
     @staticmethod
     def _host(request: web.Request) -> str:
         raw = request.headers.get("Host", "")
-        if not _HOST_RE.match(raw):
+        if not _HOST_RE.fullmatch(raw):
             raise ApiError(400, "bad_host", "the Host header is missing or malformed")
         host = URL(f"http://{raw}").host
         return host or ""
@@ -109,7 +109,7 @@ class Guard:
         auth = request.headers.get("Authorization", "")
         if auth[:7].lower() == "bearer ":
             given = auth[7:].strip()
-        elif request.method == "GET" and (request.path == "/api/ws" or request.path.startswith(_QUERY_TOKEN_PREFIXES)):
+        elif request.method in ("GET", "HEAD") and (request.path == "/api/ws" or request.path.startswith(_QUERY_TOKEN_PREFIXES)):
             given = request.query.get("token")
         return given is not None and hmac.compare_digest(given.encode(), self.token)
 

@@ -1,4 +1,4 @@
-"""The worker: one background thread that runs queued runs in order.
+r"""The worker: one background thread that runs queued runs in order.
 
 The event loop never runs a graph. It queues rows in the :class:`RunStore` and wakes
 the worker; the worker claims the oldest queued row, runs it on the
@@ -8,7 +8,15 @@ previews never blocks the loop), and handed to ``publish``, which the app makes 
 to the loop with ``loop.call_soon_threadsafe``.
 
 A graceful stop cancels the running run and puts it back in the queue, so stopping
-the server never loses work; a user's cancel marks it ``cancelled``.
+the server never loses work; a user's cancel marks it ``cancelled``. A cancel, once
+accepted, always ends the run ``cancelled``: if the node that was running ignores its
+token and the run completes anyway, the run is recorded ``cancelled`` with the outputs it
+made kept (a cancel arriving after the last node has returned is refused instead). If a
+stop's grace runs out while a node ignores its token, the app :meth:`Worker.abandon`\ s
+the run: it goes back to the queue and whatever the node does later is not recorded.
+
+An outcome the store cannot write (a full disk) stays in the store's memory; the
+worker writes it before claiming the next run, and claims nothing while it cannot.
 """
 
 from __future__ import annotations
@@ -33,8 +41,19 @@ from ..events import STATUS_OF_EVENT, Event, EventType, NodeStatus, RunStatus
 from ..executor import RunResult
 from ..files import PathResolver
 from ..graph import parse_graph
-from .schemas import ErrorModel, WsNode, WsOutput, WsPreview, WsProgress, WsQueue, WsRunFinished, WsRunStarted
-from .store import RunRecord, RunStore
+from .schemas import (
+    FINISHED,
+    ErrorModel,
+    RunDetail,
+    WsNode,
+    WsOutput,
+    WsPreview,
+    WsProgress,
+    WsQueue,
+    WsRunFinished,
+    WsRunStarted,
+)
+from .store import RunStore, count_statuses, first_sentence
 
 log = logging.getLogger("nodeflow.server")
 
@@ -47,6 +66,32 @@ def output_url(relative: str) -> str:
     return "/api/outputs/" + "/".join(quote(part, safe="") for part in relative.split("/"))
 
 
+class MessageBudget:
+    """A token bucket: ``burst`` messages at once, then ``rate`` a second (thread-confined, no lock).
+
+    Each run's node-level messages (``node_started``, ``node_cached``, ``node_finished``,
+    ``progress``) draw from one: a graph of a few hundred nodes is reported node by node,
+    a 50,000-node graph cannot flood the websocket clients (and the event loop that
+    feeds them). ``node_failed``, ``node_cancelled`` and run-level messages are never
+    dropped, and the run record always has every node's state.
+    """
+
+    def __init__(self, burst: float = 500, rate: float = 50):
+        self.burst, self.rate = burst, rate
+        self.tokens = burst
+        self.last = time.monotonic()
+
+    def take(self) -> bool:
+        """Spend one message if the budget allows it."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        self.last = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
 @dataclass
 class _LiveRun:
     """What only the worker knows about the run in progress."""
@@ -55,8 +100,11 @@ class _LiveRun:
     token: CancelToken = field(default_factory=CancelToken)
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     last_preview: float = 0.0
+    messages: MessageBudget = field(default_factory=MessageBudget)
     user_cancelled: bool = False
     shutdown: bool = False
+    #: set once the backend returned: from then on a cancel is refused (the outcome is being recorded)
+    closing: bool = False
 
 
 class Worker:
@@ -71,18 +119,21 @@ class Worker:
         *,
         preview_interval: float = 0.25,
         paths: PathResolver | None = None,
+        scrub: Callable[[str], str] = str,
     ):
         self.store = store
+        self.paths = paths
+        self.scrub = scrub
         self.backend = backend
         self.outputs_dir = Path(outputs_dir).resolve()
         self.publish = publish
         self.preview_interval = preview_interval
-        self.paths = paths
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._current: _LiveRun | None = None
         self._cancel_requests: set[str] = set()
+        self._abandoned = False
         # daemon: a node that ignores cancellation must not keep the process alive at exit
         self._thread = threading.Thread(target=self._loop, name="nodeflow-worker", daemon=True)
 
@@ -107,14 +158,34 @@ class Worker:
             self._thread.join(timeout)
         return not self._thread.is_alive()
 
-    def request_cancel(self, run_id: str) -> None:
-        """Cancel ``run_id`` if it is running or about to run (it was claimed but not yet started)."""
+    def abandon(self) -> str | None:
+        """Give up on the run in progress after a stop timed out; returns its id (``None`` when idle).
+
+        Nothing the worker does afterwards is recorded: the caller puts the run back in the queue.
+        """
         with self._lock:
-            if self._current is not None and self._current.id == run_id:
-                self._current.user_cancelled = True
-                self._current.token.cancel()
-            else:
-                self._cancel_requests.add(run_id)
+            self._abandoned = True
+            return self._current.id if self._current is not None else None
+
+    def request_cancel(self, run_id: str) -> bool:
+        """Cancel ``run_id`` if it is running or about to run; False when it is finishing or finished.
+
+        Accepted means the run will end ``cancelled`` (see the module docstring).
+        """
+        with self._lock:
+            live = self._current
+            if live is not None and live.id == run_id:
+                if live.closing:
+                    return False
+                live.user_cancelled = True
+                live.token.cancel()
+                return True
+            # claimed but not started yet, or queued: the worker checks this set when it starts the run
+            record = self.store.get(run_id)
+            if record is None or record.status in FINISHED:
+                return False
+            self._cancel_requests.add(run_id)
+            return True
 
     def live_nodes(self, run_id: str) -> dict[str, dict[str, Any]] | None:
         """A copy of the node states of ``run_id`` while it runs, else ``None``."""
@@ -123,19 +194,26 @@ class Worker:
                 return None
             return {k: dict(v) for k, v in self._current.nodes.items()}
 
+    def live_counts(self, run_id: str) -> dict[str, int] | None:
+        """How many nodes of ``run_id`` are in each status while it runs, else ``None``."""
+        with self._lock:
+            if self._current is None or self._current.id != run_id:
+                return None
+            return count_statuses(self._current.nodes)
+
     # -- the thread -------------------------------------------------------------------
     def _loop(self) -> None:
+        busy = False
         while not self._stop.is_set():
-            try:
-                record = self.store.claim_next()
-            except Exception:
-                log.exception("worker: cannot read the queue")
-                record = None
-                time.sleep(1.0)
+            record = self._next()
             if record is None:
+                if busy:  # the queue just drained: hand freed memory back to the system
+                    release_free_memory()
+                    busy = False
                 self._wake.wait(timeout=1.0)
                 self._wake.clear()
                 continue
+            busy = True
             try:
                 self._execute(record)
             except Exception:  # e.g. the database went away; keep the thread, the crash policy covers the row
@@ -143,20 +221,22 @@ class Worker:
                 with self._lock:
                     self._current = None
 
-    def _execute(self, record: RunRecord) -> None:
+    def _next(self) -> RunDetail | None:
+        """Write what a full disk kept in memory, then claim the next run (none while the disk is still full)."""
+        try:
+            if not self.store.flush():
+                return None
+            return self.store.claim_next()
+        except Exception:
+            log.exception("worker: cannot read the queue")
+            self._stop.wait(1.0)
+            return None
+
+    def _execute(self, record: RunDetail) -> None:
         run_dir = self.outputs_dir / record.id
-        live = _LiveRun(record.id)
-        with self._lock:
-            self._current = live
-            if record.id in self._cancel_requests:
-                self._cancel_requests.discard(record.id)
-                live.user_cancelled = True
-                live.token.cancel()
-            if self._stop.is_set():
-                live.shutdown = True
-                live.token.cancel()
+        live = self._start(record)
         self._publish_queue(record.id)
-        self._send(WsRunStarted(run=record.id, nodes=len(record.graph.get("nodes", {}))))
+        self._send(WsRunStarted(run=record.id, nodes=record.node_total))
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
             result = self.backend.run(parse_graph(record.graph), {}, run_dir, lambda e: self._on_event(live, e), live.token,
@@ -165,51 +245,77 @@ class Worker:
             log.exception("run %s: the backend raised", record.id)
             result = RunResult(RunStatus.FAILED, errors=[ErrorInfo("internal_error", f"the server failed to run the graph: {type(exc).__name__}: {exc}")])
         with self._lock:
-            self._current = None
-        if live.shutdown and not live.user_cancelled and result.status == RunStatus.CANCELLED:
-            self.store.requeue(record.id)
-            log.info("run %s interrupted by shutdown; back in the queue", record.id)
-            return
+            live.closing = True  # no cancel is accepted past this point
+            abandoned = self._abandoned
+        try:
+            if abandoned:
+                log.info("run %s ended after the server gave up waiting for it; not recorded", record.id)
+            elif live.shutdown and not live.user_cancelled and result.status == RunStatus.CANCELLED:
+                self.store.requeue(record.id)
+                log.info("run %s interrupted by shutdown; back in the queue", record.id)
+            else:
+                self._record(record, result, run_dir, live.user_cancelled)
+        finally:
+            with self._lock:
+                self._current = None
+                self._cancel_requests.discard(record.id)
+
+    def _start(self, record: RunDetail) -> _LiveRun:
+        """Make ``record`` the run in progress, applying a cancel or a stop that came first."""
+        live = _LiveRun(record.id)
+        with self._lock:
+            self._current = live
+            if record.id in self._cancel_requests:
+                live.user_cancelled = True
+                live.token.cancel()
+            if self._stop.is_set():
+                live.shutdown = True
+                live.token.cancel()
+        return live
+
+    def _record(self, record: RunDetail, result: RunResult, run_dir: Path, user_cancelled: bool) -> None:
+        """Write the outcome, tell the websocket, log one line."""
+        status = RunStatus(result.status)
+        errors = [{**e.to_dict(), "message": self.scrub(e.message)} for e in result.errors]
+        if user_cancelled and status == RunStatus.SUCCEEDED:  # the node in progress ignored the cancel and the run completed
+            status = RunStatus.CANCELLED
+            errors = [{"code": "cancelled", "node": None, "input": None,
+                       "message": "the run was cancelled while its last step was running; that step finished and its outputs are kept"}]
         outputs = [self._output_info(o, run_dir) for o in result.outputs]
-        errors = [e.to_dict() for e in result.errors]
-        nodes = {k: {"type": r.type, "status": r.status.value, "seconds": round(r.seconds, 4)} for k, r in result.nodes.items()}
-        self.store.finish(record.id, result.status.value, seconds=round(result.seconds, 4), nodes=nodes, outputs=outputs, errors=errors)
-        first_error = str(result.errors[0]) if result.errors else None
+        nodes = {k: {"type": r.type, "status": NodeStatus(r.status).value, "seconds": round(r.seconds, 4)} for k, r in result.nodes.items()}
+        values = {node: {k: self.scrub(v) if isinstance(v, str) else v for k, v in out.items()}
+                  for node, out in result.shown_values().items()}
+        self.store.finish(record.id, status.value, seconds=round(result.seconds, 4), nodes=nodes, outputs=outputs, errors=errors,
+                          values=values)
+        first_error = first_sentence(errors)
         self._send(
             WsRunFinished(
-                type=f"run_{result.status.value}",  # type: ignore[arg-type]
+                type=f"run_{status.value}",  # type: ignore[arg-type]
                 run=record.id,
                 seconds=round(result.seconds, 4),
                 error=first_error,
                 errors=[ErrorModel(**e) for e in errors],
                 outputs=outputs,  # type: ignore[arg-type]
+                values=values,
             )
         )
         self._publish_queue(record.id)
         what = record.workflow or "graph"
-        log.info("run %s %s in %.2fs (%s, %d nodes)%s", record.id, result.status, result.seconds, what,
+        log.info("run %s %s in %.2fs (%s, %d nodes)%s", record.id, status.value, result.seconds, what,
                  len(result.nodes), f": {first_error}" if first_error else "")
 
     def _on_event(self, live: _LiveRun, event: Event) -> None:
         """Executor event -> live state + websocket message (on the worker thread)."""
         kind, node, data = event.type, event.node, event.data
-        status = STATUS_OF_EVENT.get(kind)
-        if status is not None and node is not None:
-            with self._lock:
-                state = live.nodes.setdefault(node, {})
-                state.update(type=data.get("type"), status=status.value)
-                state.pop("progress", None)
-                if "seconds" in data:
-                    state["seconds"] = round(float(data["seconds"]), 4)
-            error = data.get("error")
-            self._send(WsNode(type=kind.value, run=live.id, node=node, node_type=data.get("type"),  # type: ignore[arg-type]
-                              seconds=data.get("seconds"), error=ErrorModel(**error) if error else None))
+        if kind in STATUS_OF_EVENT and node is not None:
+            self._on_node(live, kind, node, data)
         elif kind is EventType.PROGRESS:
             value, maximum = float(data.get("value", 0)), float(data.get("max", 0))
             with self._lock:
                 if node is not None:
                     live.nodes.setdefault(node, {"status": NodeStatus.RUNNING.value})["progress"] = {"value": value, "max": maximum}
-            self._send(WsProgress(run=live.id, node=node, value=value, max=maximum))
+            if live.messages.take():
+                self._send(WsProgress(run=live.id, node=node, value=value, max=maximum))
         elif kind is EventType.PREVIEW:
             now = time.monotonic()
             if now - live.last_preview < self.preview_interval:
@@ -221,6 +327,19 @@ class Worker:
         elif kind is EventType.OUTPUT:
             rel = self._relative(data.get("path", ""))
             self._send(WsOutput(run=live.id, node=node, kind=str(data.get("kind", "file")), url=output_url(rel) if rel else None))
+
+    def _on_node(self, live: _LiveRun, kind: EventType, node: str, data: dict[str, Any]) -> None:
+        with self._lock:
+            state = live.nodes.setdefault(node, {})
+            state.update(type=data.get("type"), status=STATUS_OF_EVENT[kind].value)
+            state.pop("progress", None)
+            if "seconds" in data:
+                state["seconds"] = round(float(data["seconds"]), 4)
+        if kind not in (EventType.NODE_FAILED, EventType.NODE_CANCELLED) and not live.messages.take():
+            return  # over this run's message budget: the live state and the record still have it
+        error = data.get("error")
+        self._send(WsNode(type=kind.value, run=live.id, node=node, node_type=data.get("type"),  # type: ignore[arg-type]
+                          seconds=data.get("seconds"), error=ErrorModel(**error) if error else None))
 
     # -- outputs ----------------------------------------------------------------------
     def _relative(self, path: str) -> str | None:
@@ -264,6 +383,21 @@ class Worker:
     def _publish_queue(self, run_id: str | None) -> None:
         queued, running = self.store.queue_state()
         self._send(WsQueue(run=run_id, queued=queued, running=running))
+
+
+def release_free_memory() -> None:
+    """Return the C heap's free pages to the system (glibc's ``malloc_trim``; elsewhere nothing).
+
+    After a large run, the memory its Python objects used is free but stays mapped in
+    malloc's arenas (one per thread that allocated), so the server's RSS would stay at
+    its peak. ctypes releases the GIL for the call.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _png_data_url(image: Any) -> str | None:

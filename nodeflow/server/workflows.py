@@ -1,25 +1,37 @@
 """Saved workflows: the user's under ``DATA_DIR/workflows``, the repository's read-only.
 
 A workflow is a graph document stored as ``NAME.json``. Names are checked against
-one pattern (letters, digits, ``_`` and ``-``; no dots, no slashes), so a name can
-never be a path. Built-in workflows cannot be overwritten or deleted; a user workflow
-cannot take a built-in's name, so ``{"workflow": "txt2img"}`` always means one thing.
+one pattern, matched in full (letters, digits, ``_`` and ``-``; no dots, no slashes,
+no trailing newline), so a name can never be a path. Built-in workflows cannot be
+overwritten or deleted; a user workflow cannot take a built-in's name, so
+``{"workflow": "txt2img"}`` always means one thing.
+
+User workflows are stored as compact JSON (sorted keys, no indentation: the size of a
+deeply nested document stays linear in its content) and written atomically. A file in
+the user folder that is a link leading out of it is neither listed nor read. Messages
+never carry a file's path, only the workflow's name.
+
+Every method touches the disk: the API calls them off the event loop.
 """
 
 from __future__ import annotations
 
-import os
+import json
 import re
-import tempfile
 from pathlib import Path
-from typing import Any
 
-from ..errors import GraphInvalid
-from ..graph import GraphDoc, dump_graph, load_graph, parse_graph
+from ..errors import ErrorInfo, GraphInvalid
+from ..graph import GraphDoc, parse_graph
 from .replies import ApiError
 from .schemas import WorkflowInfo
+from .storage import inside, write_atomic
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+
+
+def valid_name(name: str) -> bool:
+    """Whether ``name`` is a workflow name (the whole string matches :data:`NAME_RE`)."""
+    return NAME_RE.fullmatch(name) is not None
 
 
 class WorkflowStore:
@@ -37,7 +49,7 @@ class WorkflowStore:
             if folder is None or not folder.is_dir():
                 continue
             for path in sorted(folder.glob("*.json")):
-                if NAME_RE.match(path.stem) and path.stem not in found:
+                if valid_name(path.stem) and path.stem not in found and inside(folder, path):
                     found[path.stem] = self._info(path.stem, source, path)
         return [found[n] for n in sorted(found, key=lambda n: (found[n].source != "user", n))]
 
@@ -47,27 +59,21 @@ class WorkflowStore:
         if source is None or path is None:
             raise ApiError(404, "unknown_workflow", f"no workflow named '{name}'")
         try:
-            doc = load_graph(path)
+            doc = _load(path)
         except GraphInvalid as exc:
             raise ApiError(500, "broken_workflow", f"workflow '{name}' cannot be read", exc.errors) from None
         return doc, self._info(name, source, path, doc)
 
-    def save(self, name: str, body: Any) -> tuple[GraphDoc, WorkflowInfo, bool]:
-        """Write a user workflow; returns the document, its info and whether it is new."""
-        source, path = self._locate(name)
+    def save(self, name: str, doc: GraphDoc) -> tuple[WorkflowInfo, bool]:
+        """Write a user workflow (an already parsed document); returns its info and whether it is new."""
+        source, _ = self._locate(name)
         if source == "builtin":
             raise ApiError(403, "read_only", f"'{name}' is a built-in workflow and is read-only; save under another name")
-        try:
-            doc = parse_graph(body)
-        except GraphInvalid as exc:
-            raise ApiError(400, "invalid_graph", "the body is not a graph document", exc.errors) from None
         target = self.user_dir / f"{name}.json"
         created = not target.exists()
-        fd, tmp = tempfile.mkstemp(dir=self.user_dir, suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(dump_graph(doc))
-        os.replace(tmp, target)  # atomic: a reader never sees half a workflow
-        return doc, self._info(name, "user", target, doc), created
+        text = json.dumps(doc.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
+        write_atomic(target, text.encode("utf-8"))  # a reader never sees half a workflow
+        return self._info(name, "user", target, doc), created
 
     def delete(self, name: str) -> None:
         """Delete a user workflow; 403 for a built-in, 404 if absent."""
@@ -80,14 +86,14 @@ class WorkflowStore:
 
     def _locate(self, name: str) -> tuple[str | None, Path | None]:
         """Which source holds ``name`` and its file (built-ins win)."""
-        if not NAME_RE.match(name):
+        if not valid_name(name):
             raise ApiError(400, "bad_name", "a workflow name is 1-64 letters, digits, '_' or '-', starting with a letter or digit")
         if self.builtin_dir is not None:
             path = self.builtin_dir / f"{name}.json"
             if path.is_file():
                 return "builtin", path
         path = self.user_dir / f"{name}.json"
-        if path.is_file() and path.resolve().is_relative_to(self.user_dir.resolve()):
+        if path.is_file() and inside(self.user_dir, path):
             return "user", path
         return None, None
 
@@ -96,9 +102,9 @@ class WorkflowStore:
         error = None
         if doc is None:
             try:
-                doc = load_graph(path)
+                doc = _load(path)
             except GraphInvalid as exc:
-                error = str(exc)
+                error = "; ".join(e.message for e in exc.errors)
         return WorkflowInfo(
             name=name,
             source=source,  # type: ignore[arg-type]
@@ -107,3 +113,14 @@ class WorkflowStore:
             inputs={k: v.model_dump() for k, v in doc.inputs.items()} if doc else {},
             error=error,
         )
+
+
+def _load(path: Path) -> GraphDoc:
+    """Read and parse a workflow file; errors name no path (they reach clients)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise GraphInvalid(ErrorInfo("invalid_json", f"the workflow file cannot be read ({reason})")) from None
+    return parse_graph(text)
+

@@ -4,6 +4,7 @@ Loaded through ``plugin_dirs`` like any third-party pack, so the server tests do
 depend on the Stable Diffusion pack.
 """
 
+import os
 import time
 
 from PIL import Image
@@ -55,3 +56,26 @@ class Fail:
 
     def run(self, ctx, message):
         raise RuntimeError(message)
+
+
+@node("srvtest.wait_for_file", category="testing", output_node=True)
+class WaitForFile:
+    """Wait until file ``path`` exists, never checking for cancellation, then write ``done.txt``.
+
+    A stand-in for a node stuck in a long step that cancellation cannot reach (one UNet
+    call, say): the test decides when it ends by creating ``path``.
+    """
+
+    path = Input("STRING", default="")
+    timeout = Input("FLOAT", default=600.0, min=0.0, max=3600.0)
+    out = Output("STRING")
+
+    def run(self, ctx, path, timeout):
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.01)  # deliberately no ctx.progress / ctx.check_cancelled
+        ctx.output_dir.mkdir(parents=True, exist_ok=True)
+        target = ctx.output_dir / "done.txt"
+        target.write_text("done", encoding="utf-8")
+        ctx.add_output(target, kind="text")
+        return str(target)
