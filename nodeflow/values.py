@@ -18,9 +18,18 @@ from . import types as t
 
 @dataclass(frozen=True)
 class Tokens:
-    """Token ids for a batch of prompts: ``ids`` [B, 77] long, ``attention_mask`` [B, 77].
+    """Token ids for a batch of prompts: ``ids`` [B, L] long, ``attention_mask`` [B, L].
 
+    ``L`` is ``chunks`` times the tokenizer's length (77): a long prompt is cut into
+    chunks of 75 tokens, each wrapped in start/end tokens and padded, laid side by side.
     ``truncated`` holds, per prompt, the text that did not fit (empty when none).
+
+    The prompt syntax adds (all ``None`` for a plain prompt):
+
+    * ``weights`` [B, L] float32: each token's emphasis (``(word:1.3)``); ``None`` when all are 1.0;
+    * ``empty`` [1, L / chunks] long: the empty prompt's ids, whose encoding weights pull towards;
+    * ``vectors`` [E, D] float32: embedding vectors the prompt inserts (``embedding:name``);
+      an id ``-1 - e`` stands for row ``e``, so these ids are not vocabulary ids.
     """
 
     __socket_type__: ClassVar[str] = t.TOKENS
@@ -28,6 +37,10 @@ class Tokens:
     ids: torch.Tensor
     attention_mask: torch.Tensor
     truncated: tuple[str, ...] = ()
+    chunks: int = 1
+    weights: torch.Tensor | None = None
+    empty: torch.Tensor | None = None
+    vectors: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
