@@ -8,6 +8,7 @@ frozen dataclasses, and the executor checks tensors' version counters.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -45,7 +46,7 @@ class Tokens:
 
 @dataclass(frozen=True)
 class Conditioning:
-    """Text embeddings [B, 77, D] that the UNet cross-attends to."""
+    """Text embeddings [B, 77 * n, D] that the UNet cross-attends to (n chunks; see :func:`match_lengths`)."""
 
     __socket_type__: ClassVar[str] = t.CONDITIONING
 
@@ -63,6 +64,8 @@ class Latents:
     ``get_state()`` of the CPU ``torch.Generator`` after their last draw, or ``None``.
     Stochastic samplers continue it, so a graph draws its numbers in the same order
     as diffusers' pipelines do with one generator (initial noise first, then step noise).
+    A 2-D state [B, n] is one stream per image (per-image seeds), as diffusers' lists
+    of generators.
     """
 
     __socket_type__: ClassVar[str] = t.LATENTS
@@ -144,4 +147,22 @@ class Embedding:
     vectors: torch.Tensor
 
 
-__all__ = ["Tokens", "Conditioning", "Latents", "Image", "Mask", "NoisePred", "SchedulerState", "Embedding"]
+def match_lengths(*embeddings: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Text embeddings [B, L_i, D] brought to one sequence length, for one batched UNet call.
+
+    A prompt of n chunks encodes to 77 * n positions, so a positive and a negative
+    prompt may differ in length while ``cat([uncond, cond])`` needs them equal. As
+    ComfyUI does (``comfy/conds.py``, ``CONDCrossAttn.concat``), each is repeated along
+    the sequence up to the least common multiple of the lengths: cross-attention over
+    a sequence repeated k times is the same attention (every key's softmax share is
+    split k ways, the weighted sum unchanged), so the padding does not change what a
+    prompt means. Tensors of equal length come back as they are (the very objects).
+    """
+    lengths = {e.shape[1] for e in embeddings}
+    if len(lengths) <= 1:
+        return tuple(embeddings)
+    common = math.lcm(*lengths)
+    return tuple(e if e.shape[1] == common else e.repeat(1, common // e.shape[1], 1) for e in embeddings)
+
+
+__all__ = ["match_lengths", "Tokens", "Conditioning", "Latents", "Image", "Mask", "NoisePred", "SchedulerState", "Embedding"]

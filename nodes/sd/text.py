@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from nodeflow.errors import ErrorInfo
 from nodeflow.files import glob_stamp, stamp_text
 from nodeflow.models import textual_inversion as ti
 from nodeflow.models.derive import shared_copy
@@ -56,7 +57,7 @@ class Tokenize:
     truncate = Input("BOOL", default=False, description="cut the prompt at 77 tokens like diffusers, instead of encoding 75-token chunks")
     tokens = Output("TOKENS")
 
-    def validate_inputs(self, check: ValidationContext, text: str | None = None, **other: Any) -> list[str]:
+    def validate_inputs(self, check: ValidationContext, text: str | None = None, **other: Any) -> list[ErrorInfo]:
         if text is None or check.paths is None:
             return []
         problems = []
@@ -64,7 +65,7 @@ class Tokenize:
             try:
                 find_embedding(check.paths, name)
             except FileNotFoundError as exc:
-                problems.append(f"text: {exc}")
+                problems.append(ErrorInfo("missing_file", str(exc).strip("'\""), check.node_id, "text"))
         return problems
 
     def fingerprint(self, ctx: Context, text: str | None = None, **other: Any) -> str:
