@@ -57,7 +57,9 @@ def stream(state: torch.Tensor | None = None, seed: int | None = None) -> Any:
         return PerImageStreams(stream(row) for row in state)
     generator = torch.Generator("cpu")
     if state is not None:
-        generator.set_state(state)
+        # A copy: set_state reads from the start of the tensor's storage, so a view into
+        # a stack of states (a row, a slice of a batch) would crash it.
+        generator.set_state(state.clone())
     else:
         generator.manual_seed(0 if seed is None else seed)
     return generator
