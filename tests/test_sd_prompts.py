@@ -231,3 +231,14 @@ def test_a_150_token_prompt_runs_through_txt2img_and_its_second_chunk_counts(tin
 def test_a_150_token_prompt_with_a_short_negative_runs_through_txt2img(tiny_sd_dir, tmp_path, capsys):
     image = _run(tmp_path, capsys, tiny_sd_dir, prompt=LONG, negative_prompt="")
     assert image.shape == (32, 32, 3)
+
+
+def test_weighted_tokens_with_vectors_survive_the_disk_cache_codec(sd, embeddings_dir):
+    from nodeflow.codec import decode_value, encode_value
+
+    tokens = Tokenize().run(ctx(PathResolver.create(kinds={"embedding": [embeddings_dir]})), sd.tokenizer, "(a:1.2) embedding:toy BREAK b")
+    stored: dict[str, torch.Tensor] = {}
+    back = decode_value(json.loads(json.dumps(encode_value(tokens, stored))), stored)
+    assert back.chunks == tokens.chunks == 2
+    for name in ("ids", "attention_mask", "weights", "empty", "vectors"):
+        assert torch.equal(getattr(back, name), getattr(tokens, name)), name

@@ -229,15 +229,15 @@ class TextEncode:
 def _encode(text_encoder: Any, ids: torch.Tensor, mask: torch.Tensor, clip_skip: int) -> torch.Tensor:
     """The encoder's output for ``ids`` [N, 77]: the last layer, or ``clip_skip`` layers back."""
     device, _ = _common.placement(text_encoder)
-    mask = mask.to(device) if getattr(text_encoder.config, "use_attention_mask", False) else None
+    attention = mask.to(device) if getattr(text_encoder.config, "use_attention_mask", False) else None
     ids = ids.to(device)
     with torch.no_grad():
         if clip_skip == 1:
-            return text_encoder(ids, attention_mask=mask)[0]  # type: ignore[no-any-return]
+            return text_encoder(ids, attention_mask=attention)[0]  # type: ignore[no-any-return]
         layers = text_encoder.config.num_hidden_layers
         if clip_skip > layers:
             raise ValueError(f"clip_skip {clip_skip} is more than the text encoder's {layers} layers")
-        hidden = text_encoder(ids, attention_mask=mask, output_hidden_states=True)[-1][-clip_skip]
+        hidden = text_encoder(ids, attention_mask=attention, output_hidden_states=True)[-1][-clip_skip]
         # transformers 5 flattened CLIPTextModel (no .text_model); 4.x nests it.
         return getattr(text_encoder, "text_model", text_encoder).final_layer_norm(hidden)  # type: ignore[no-any-return]
 
@@ -257,6 +257,8 @@ def apply_weights(z: torch.Tensor, z_empty: torch.Tensor, weights: torch.Tensor)
 
 class _SplicedEmbedding(torch.nn.Module):
     """A token-embedding lookup where an id ``-1 - e`` gives row ``e`` of ``vectors`` instead."""
+
+    vectors: torch.Tensor
 
     def __init__(self, base: torch.nn.Embedding, vectors: torch.Tensor) -> None:
         super().__init__()
