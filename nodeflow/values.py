@@ -8,6 +8,7 @@ frozen dataclasses, and the executor checks tensors' version counters.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -18,9 +19,18 @@ from . import types as t
 
 @dataclass(frozen=True)
 class Tokens:
-    """Token ids for a batch of prompts: ``ids`` [B, 77] long, ``attention_mask`` [B, 77].
+    """Token ids for a batch of prompts: ``ids`` [B, L] long, ``attention_mask`` [B, L].
 
+    ``L`` is ``chunks`` times the tokenizer's length (77): a long prompt is cut into
+    chunks of 75 tokens, each wrapped in start/end tokens and padded, laid side by side.
     ``truncated`` holds, per prompt, the text that did not fit (empty when none).
+
+    The prompt syntax adds (all ``None`` for a plain prompt):
+
+    * ``weights`` [B, L] float32: each token's emphasis (``(word:1.3)``); ``None`` when all are 1.0;
+    * ``empty`` [1, L / chunks] long: the empty prompt's ids, whose encoding weights pull towards;
+    * ``vectors`` [E, D] float32: embedding vectors the prompt inserts (``embedding:name``);
+      an id ``-1 - e`` stands for row ``e``, so these ids are not vocabulary ids.
     """
 
     __socket_type__: ClassVar[str] = t.TOKENS
@@ -28,11 +38,15 @@ class Tokens:
     ids: torch.Tensor
     attention_mask: torch.Tensor
     truncated: tuple[str, ...] = ()
+    chunks: int = 1
+    weights: torch.Tensor | None = None
+    empty: torch.Tensor | None = None
+    vectors: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
 class Conditioning:
-    """Text embeddings [B, 77, D] that the UNet cross-attends to."""
+    """Text embeddings [B, 77 * n, D] that the UNet cross-attends to (n chunks; see :func:`match_lengths`)."""
 
     __socket_type__: ClassVar[str] = t.CONDITIONING
 
@@ -50,6 +64,8 @@ class Latents:
     ``get_state()`` of the CPU ``torch.Generator`` after their last draw, or ``None``.
     Stochastic samplers continue it, so a graph draws its numbers in the same order
     as diffusers' pipelines do with one generator (initial noise first, then step noise).
+    A 2-D state [B, n] is one stream per image (per-image seeds), as diffusers' lists
+    of generators.
     """
 
     __socket_type__: ClassVar[str] = t.LATENTS
@@ -131,4 +147,22 @@ class Embedding:
     vectors: torch.Tensor
 
 
-__all__ = ["Tokens", "Conditioning", "Latents", "Image", "Mask", "NoisePred", "SchedulerState", "Embedding"]
+def match_lengths(*embeddings: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Text embeddings [B, L_i, D] brought to one sequence length, for one batched UNet call.
+
+    A prompt of n chunks encodes to 77 * n positions, so a positive and a negative
+    prompt may differ in length while ``cat([uncond, cond])`` needs them equal. As
+    ComfyUI does (``comfy/conds.py``, ``CONDCrossAttn.concat``), each is repeated along
+    the sequence up to the least common multiple of the lengths: cross-attention over
+    a sequence repeated k times is the same attention (every key's softmax share is
+    split k ways, the weighted sum unchanged), so the padding does not change what a
+    prompt means. Tensors of equal length come back as they are (the very objects).
+    """
+    lengths = {e.shape[1] for e in embeddings}
+    if len(lengths) <= 1:
+        return tuple(embeddings)
+    common = math.lcm(*lengths)
+    return tuple(e if e.shape[1] == common else e.repeat(1, common // e.shape[1], 1) for e in embeddings)
+
+
+__all__ = ["match_lengths", "Tokens", "Conditioning", "Latents", "Image", "Mask", "NoisePred", "SchedulerState", "Embedding"]

@@ -50,8 +50,8 @@ def test_tokenize_pads_to_77_ids_and_reports_no_truncation_for_a_short_prompt(sd
     assert tokens.truncated == ("",)
 
 
-def test_tokenize_reports_the_text_cut_off_by_the_77_token_limit(sd):
-    tokens = Tokenize().run(ctx(), sd.tokenizer, " ".join(["cat"] * 80) + " zebra")
+def test_tokenize_with_truncate_reports_the_text_cut_off_by_the_77_token_limit(sd):
+    tokens = Tokenize().run(ctx(), sd.tokenizer, " ".join(["cat"] * 80) + " zebra", truncate=True)
     assert tokens.ids.shape == (1, 77)
     assert tokens.truncated[0].endswith("zebra") and tokens.truncated[0].count("cat") == 80 - 75
 

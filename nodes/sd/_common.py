@@ -26,22 +26,52 @@ _LATENT_RGB_T = SD1_LATENT_RGB.T.contiguous()  # [3, 4]: tensordot over the chan
 MAX_SEED = 2**53 - 1
 
 
-def stream(state: torch.Tensor | None = None, seed: int | None = None) -> torch.Generator:
+class PerImageStreams(list):  # type: ignore[type-arg]
+    """One CPU generator per image of a batch, usable wherever one generator is.
+
+    diffusers draws a batch from a list of generators image by image (``randn_tensor``
+    gives row ``i`` from ``generator[i]``), in the initial noise and in every stochastic
+    scheduler step, so image ``i`` of a batch seeded ``seed + i`` draws exactly what a
+    batch of one seeded ``seed + i`` draws. ``get_state()`` stacks the states ([B, n]),
+    which :func:`stream` turns back into streams.
+    """
+
+    def get_state(self) -> torch.Tensor:
+        """The generators' states, one row per image."""
+        return torch.stack([g.get_state() for g in self])
+
+
+def per_image_streams(seeds: list[int]) -> PerImageStreams:
+    """One CPU generator per seed."""
+    return PerImageStreams(stream(seed=s) for s in seeds)
+
+
+def stream(state: torch.Tensor | None = None, seed: int | None = None) -> Any:
     """A CPU generator: continuing ``state`` (a ``get_state()`` tensor), or started from ``seed``.
 
     CPU generators make a seed give the same numbers on every device, as diffusers
     recommends; with neither argument the stream starts from seed 0 (deterministic).
+    A 2-D ``state`` (one row per image) continues :class:`PerImageStreams`.
     """
+    if state is not None and state.ndim == 2:
+        return PerImageStreams(stream(row) for row in state)
     generator = torch.Generator("cpu")
     if state is not None:
-        generator.set_state(state)
+        # A copy: set_state reads from the start of the tensor's storage, so a view into
+        # a stack of states (a row, a slice of a batch) would crash it.
+        generator.set_state(state.clone())
     else:
         generator.manual_seed(0 if seed is None else seed)
     return generator
 
 
-def noise(shape: tuple[int, ...], generator: torch.Generator, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """Standard normal noise drawn exactly as diffusers' ``randn_tensor`` draws it (on the CPU, then moved)."""
+def noise(shape: tuple[int, ...], generator: Any, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Standard normal noise drawn exactly as diffusers' ``randn_tensor`` draws it (on the CPU, then moved).
+
+    ``generator`` is one CPU generator or :class:`PerImageStreams` (one per row of ``shape``).
+    """
+    if isinstance(generator, PerImageStreams) and len(generator) != shape[0]:
+        raise ValueError(f"{len(generator)} per-image random streams cannot draw noise for a batch of {shape[0]}")
     from diffusers.utils.torch_utils import randn_tensor  # lazy: importing diffusers takes seconds
 
     return randn_tensor(shape, generator=generator, device=device, dtype=dtype)

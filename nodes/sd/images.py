@@ -23,6 +23,8 @@ from nodeflow.values import Image
 
 #: The PNG text chunk holding the graph document that made the image.
 GRAPH_CHUNK = "nodeflow_graph"
+#: The PNG text chunk holding the image's place in the batch the graph makes (``"0"`` for the first).
+BATCH_INDEX_CHUNK = "nodeflow_batch_index"
 
 
 def pil_to_image(picture: Any) -> Image:
@@ -77,7 +79,8 @@ class SaveImage:
     """Save images as PNG files in the run's output folder, with the graph JSON embedded.
 
     The graph (with the run's inputs applied) is in the PNG text chunk
-    ``nodeflow_graph``, so any saved image can be loaded back as its workflow.
+    ``nodeflow_graph``, so any saved image can be loaded back as its workflow; for a
+    batch, ``nodeflow_batch_index`` says which of the graph's images this one is.
     """
 
     images = Input("IMAGE")
@@ -96,7 +99,7 @@ class SaveImage:
         stem = f"{_safe(prefix)}_{_safe(ctx.node_id)}"
         index = 0
         for batch_index, pixels in enumerate(image_to_uint8(images)):
-            data = _png_bytes(pixels, text)
+            data = _png_bytes(pixels, {**text, BATCH_INDEX_CHUNK: str(batch_index)})
             while True:
                 path = folder / f"{stem}_{index:05d}.png"
                 if not path.exists():

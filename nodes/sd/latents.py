@@ -19,7 +19,10 @@ class NoiseLatents:
 
     The noise comes from a CPU generator seeded with ``seed``, so a seed gives the same
     picture on any device; the generator's stream travels on in the latents for
-    samplers that draw more noise (Euler a, DDPM).
+    samplers that draw more noise (Euler a, DDPM). A batch draws from that one stream,
+    as diffusers' ``num_images_per_prompt`` does; with ``per_image_seeds`` image ``i``
+    has its own stream seeded ``seed + i`` instead, and comes out as a batch of one
+    with that seed would.
     """
 
     unet = Input("UNET", description="gives the latent channels, device and dtype")
@@ -29,6 +32,7 @@ class NoiseLatents:
     width = Input("INT", default=512, min=8, max=8192, step=8)
     height = Input("INT", default=512, min=8, max=8192, step=8)
     batch = Input("INT", default=1, min=1, max=64)
+    per_image_seeds = Input("BOOL", default=False, description="image i uses seed + i (the image a batch of one with that seed gives)")
     latents = Output("LATENTS")
 
     def validate_inputs(self, check: ValidationContext, width: int | None = None, height: int | None = None,
@@ -36,12 +40,15 @@ class NoiseLatents:
         return [ErrorInfo("invalid_value", f"{side} {value} is not a multiple of 8 (VAEs work on 8-pixel blocks)", input=side)
                 for side, value in (("width", width), ("height", height)) if value is not None and value % 8]
 
-    def run(self, ctx: Context, unet: Any, vae: Any, scheduler: SchedulerState, seed: int, width: int, height: int, batch: int) -> Latents:
+    def run(
+        self, ctx: Context, unet: Any, vae: Any, scheduler: SchedulerState, seed: int, width: int, height: int, batch: int,
+        per_image_seeds: bool = False,
+    ) -> Latents:
         factor = _common.vae_scale_factor(vae)
         if width % factor or height % factor:
             raise ValueError(f"width and height must be multiples of {factor} for this VAE, not {width}x{height}")
         shape = (batch, unet.config.in_channels, height // factor, width // factor)
-        generator = _common.stream(seed=seed)
+        generator = _common.per_image_streams([seed + i for i in range(batch)]) if per_image_seeds else _common.stream(seed=seed)
         samples = _common.noise(shape, generator, *_common.placement(unet)) * scheduler.scheduler.init_noise_sigma
         return Latents(samples, float(vae.config.scaling_factor), generator.get_state())
 
