@@ -61,17 +61,19 @@ def sniff(data: bytes | str | dict[str, Any]) -> str | None:
 
 
 def import_comfy(data: bytes | str | dict[str, Any], registry: Registry | None = None, paths: PathResolver | None = None,
-                 name: str = "") -> ComfyImport:
+                 name: str = "", shape: str | None = None) -> ComfyImport:
     """Translate a ComfyUI workflow, prompt or PNG into a nodeflow graph document (see the module docstring).
 
     ``registry`` decides which pending classes translate (default: the built-in packs);
     ``paths`` finds ``embedding:name`` files given without a suffix. Never raises for bad
     input: problems come back in ``errors`` (codes ``invalid_comfy_file``,
     ``bad_comfy_link``, ``bad_comfy_widgets``, ``missing_comfy_input``,
-    ``unsupported_comfy_node``, ``unsupported_comfy_value``, ``invalid_value``).
+    ``unsupported_comfy_node``, ``unsupported_comfy_value``, ``invalid_value``). ``shape``
+    (``"api"``/``"ui"``) reads ``data`` as that shape instead of guessing it.
     """
     decoded, errors = _decode(data)
-    shape = detect(decoded) if not errors else None
+    if shape is None or not isinstance(decoded, dict):
+        shape = detect(decoded) if not errors else None
     if shape is None:
         return ComfyImport("", errors=errors or [ErrorInfo("invalid_comfy_file", "this is not a ComfyUI workflow, prompt or PNG")])
     graph = read_ui(decoded) if shape == "ui" else read_api(decoded)

@@ -179,5 +179,27 @@ FRONTEND_ONLY = frozenset({"Reroute", "PrimitiveNode", "Note", "MarkdownNote"})
 PRIMITIVES = frozenset({"PrimitiveInt", "PrimitiveFloat", "PrimitiveString", "PrimitiveStringMultiline", "PrimitiveBoolean"})
 
 
+def node_info(cls: ComfyClass, combos: dict[str, list[Any]]) -> dict[str, Any]:
+    """``cls`` as ComfyUI's ``/object_info`` describes a class; ``combos`` fills its lists by source."""
+    sections: dict[str, dict[str, Any]] = {"required": {}}
+    for spec in cls.inputs:
+        options = {k: v for k, v in spec.options.items() if k != "image_upload"} if spec.type != "COMBO" else dict(spec.options)
+        first: Any = combos.get(spec.combo, []) if spec.type == "COMBO" else spec.type
+        sections.setdefault("optional" if spec.optional else "required", {})[spec.name] = [first, options]
+    return {
+        "input": sections,
+        "input_order": {section: list(entries) for section, entries in sections.items()},
+        "output": list(cls.outputs),
+        "output_is_list": [False] * len(cls.outputs),
+        "output_name": list(cls.output_names or cls.outputs),
+        "name": cls.name,
+        "display_name": cls.display_name or cls.name,
+        "description": "",
+        "python_module": "nodes",
+        "category": cls.category,
+        "output_node": cls.output_node,
+    }
+
+
 __all__ = ["CLASSES", "COMBO_SOURCES", "COMFY_MAX_SEED", "CONTROL_VALUES", "FRONTEND_ONLY", "PRIMITIVES", "WIDGET_TYPES",
-           "ComfyClass", "Spec"]
+           "ComfyClass", "Spec", "node_info"]

@@ -342,7 +342,7 @@ def _primitive(b: Builder, node: CNode) -> list[Any] | None:
 
 def _direct(spec: Direct) -> Mapper:
     def translate_direct(b: Builder, node: CNode) -> list[Any] | None:
-        problem = _not_installed(b, spec)
+        problem = _not_installed(b.registry, spec)
         if problem:
             b.error("unsupported_comfy_node", f"{node.class_type} needs nodeflow node '{spec.type}' ({spec.source}): {problem}")
             return None
@@ -367,8 +367,9 @@ def _direct(spec: Direct) -> Mapper:
     return translate_direct
 
 
-def _not_installed(b: Builder, spec: Direct) -> str | None:
-    schema = b.registry.schema(spec.type)
+def _not_installed(registry: Any, spec: Direct) -> str | None:
+    """Why ``spec``'s nodeflow node cannot be used with ``registry`` (None when it can)."""
+    schema = registry.schema(spec.type)
     if schema is None:
         return "not installed"
     missing = [n for _, n in spec.links.values() if schema.input(n) is None] + [n for n in spec.widgets.values() if schema.input(n) is None]
@@ -403,6 +404,12 @@ MAPPERS: dict[str, Mapper] = {
     **{name: _direct(spec) for name, spec in {**DIRECT, **PENDING}.items()},
 }
 """Every class the importer can translate (pending ones only once their node is installed)."""
+
+
+def available(registry: Any) -> list[str]:
+    """The ComfyUI classes that translate with the nodes ``registry`` has (pending ones once installed)."""
+    pending = {name for name, spec in {**DIRECT, **PENDING}.items() if _not_installed(registry, spec)}
+    return sorted(name for name in MAPPERS if name not in pending and name in CLASSES)
 
 
 # -- the whole graph -------------------------------------------------------------------------------------
@@ -492,4 +499,4 @@ def _id_key(cid: str) -> tuple[int, str]:
     return (int(cid), "") if cid.isdigit() else (1 << 62, cid)
 
 
-__all__ = ["BYPASS_AROUND", "DIRECT", "FOLDED", "EMBEDDING_SUFFIXES", "MAPPERS", "PENDING", "Direct", "translate_nodes"]
+__all__ = ["BYPASS_AROUND", "DIRECT", "FOLDED", "available", "EMBEDDING_SUFFIXES", "MAPPERS", "PENDING", "Direct", "translate_nodes"]

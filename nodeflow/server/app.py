@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,10 @@ from aiohttp import web
 
 from ..backends import Backend, make_backend
 from ..registry import Registry, build_registry
+from .comfy_api import ComfyApi
 from .config import ServerConfig, ServerConfigError, check_config
 from .hub import Hub
+from .model_routes import ModelCatalogue, ModelRoutes
 from .replies import errors_to_json
 from .routes import Api
 from .schemas import WsQueue
@@ -45,12 +47,16 @@ class Server:
         self.registry = registry if registry is not None else build_registry(config.plugin_dirs)
         self.backend = backend if backend is not None else _backend(config, self.registry)
         self.paths = config.paths()
+        self.model_files = ModelCatalogue(config.model_kinds)
         self.store = RunStore(config.database)
         self.workflows = WorkflowStore(config.workflows_dir, config.builtin_workflows_dir)
         self.uploads = UploadStore(config.inputs_dir, config.max_upload_bytes, config.max_upload_pixels)
         self.hub = Hub(lambda: self.queue_message(None))
         self.worker = Worker(self.store, self.backend, config.outputs_dir, self._publish_threadsafe,
                              preview_interval=config.preview_interval, paths=self.paths)
+        #: called on the loop with every message the websocket gets (the ComfyUI bridge listens)
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
+        self.comfy = ComfyApi(self)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def app(self) -> web.Application:
@@ -59,6 +65,8 @@ class Server:
             client_max_size=self.config.max_json_bytes,
             middlewares=[log_requests, errors_to_json, Guard(self.config).middleware],
         )
+        self.comfy.add_routes(app)  # before the editor's catch-all static route
+        ModelRoutes(self).add_routes(app)
         Api(self).add_routes(app)
         app.on_response_prepare.append(add_security_headers)
         app.on_startup.append(self._startup)
@@ -69,7 +77,12 @@ class Server:
     # -- events to the websocket ------------------------------------------------------------
     def publish(self, message: dict[str, Any]) -> None:
         """Send ``message`` to every websocket client (call on the loop)."""
+        self._deliver(message)
+
+    def _deliver(self, message: dict[str, Any]) -> None:
         self.hub.broadcast(message)
+        for listener in self.listeners:
+            listener(message)
 
     def _publish_threadsafe(self, message: dict[str, Any]) -> None:
         """What the worker calls: hop to the loop, or drop the message if the loop is gone."""
@@ -77,7 +90,7 @@ class Server:
         if loop is None:
             return
         try:
-            loop.call_soon_threadsafe(self.hub.broadcast, message)
+            loop.call_soon_threadsafe(self._deliver, message)
         except RuntimeError:
             pass  # loop closed: the server is stopping and nobody is listening
 
@@ -98,6 +111,7 @@ class Server:
 
     async def _shutdown(self, app: web.Application) -> None:
         await self.hub.close()
+        await self.comfy.close()
 
     async def _cleanup(self, app: web.Application) -> None:
         stopped = await asyncio.to_thread(self.worker.stop, self.config.shutdown_grace)

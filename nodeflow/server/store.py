@@ -97,9 +97,14 @@ class RunStore:
             self._db.close()
 
     # -- queue --------------------------------------------------------------------
-    def add(self, graph: dict[str, Any], *, workflow: str | None = None, inputs: dict[str, Any] | None = None) -> RunRecord:
-        """Queue a new run of ``graph`` (inputs already applied); returns its record."""
-        run_id = uuid.uuid4().hex
+    def add(self, graph: dict[str, Any], *, workflow: str | None = None, inputs: dict[str, Any] | None = None,
+            run_id: str | None = None) -> RunRecord:
+        """Queue a new run of ``graph`` (inputs already applied); returns its record.
+
+        ``run_id`` (32 hex digits) is the caller's choice of id (ComfyUI clients may choose theirs);
+        ``sqlite3.IntegrityError`` if it is taken. By default a new one is made.
+        """
+        run_id = run_id or uuid.uuid4().hex
         with self._lock:
             self._db.execute(
                 "INSERT INTO runs (id, status, created, workflow, inputs, graph) VALUES (?, 'queued', ?, ?, ?, ?)",
