@@ -156,9 +156,11 @@ class PathResolver:
                                     f" ({where}its inputs folder and --allow-read folders)")
         if not name or "\x00" in name or ".." in given.parts:
             raise refused
-        if given.is_absolute() and KINDS.get(kind, ("", False))[0]:
-            raise refused  # models are named relative to their folders; only uploads come back as absolute paths
         allowed = [f.resolve() for f in self.folders(kind)]
+        if given.is_absolute():
+            # model folders are searched by relative name only; an absolute path may point into the
+            # general folders (uploads come back as absolute paths, --allow-read folders take them)
+            allowed = [f.resolve() for f in (*self.roots, *self.fallback)]
         candidates = [given] if given.is_absolute() else [root / given for root in allowed]
         for candidate in candidates:
             real = candidate.resolve()

@@ -58,7 +58,7 @@ def test_names_resolve_in_the_kinds_folders_a_folder_checkpoint_included(models)
         paths.resolve("missing.safetensors", "checkpoint")
 
 
-def test_the_servers_confined_resolver_takes_no_dotdot_or_absolute_names_and_tells_no_path(models, tmp_path):
+def test_the_servers_confined_resolver_takes_model_names_only_relative_and_tells_no_path(models, tmp_path):
     paths = PathResolver.create([tmp_path / "inputs"], kinds={k: [p.resolve() for p in v] for k, v in kind_folders([models]).items()},
                                 confined=True)
     assert paths.resolve("a.safetensors", "checkpoint") == (models / "checkpoints" / "a.safetensors").resolve()
