@@ -114,3 +114,21 @@ def test_empty_latents_are_zeros_of_the_images_latent_shape():
 
     made = EmptyLatents().run(_ctx(), Unet(), Vae(), 64, 32, 2)
     assert made.samples.shape == (2, 4, 4, 8) and not made.samples.any() and made.scaling_factor == 0.18215
+
+
+def test_the_mapping_table_in_docs_comfyui_md_is_the_codes():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "comfyui.md").read_text()
+    rows = [line for line in doc.splitlines() if line.startswith("| `") and line.count("|") == 10]
+    assert len(rows) == 15
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        sampler = cells[0].strip("`")
+        class_name = FRIENDLY[sampler][0]
+        assert f"`{class_name}`" in cells[1]
+        if class_name == "DPMSolverSDEScheduler" and importlib.util.find_spec("torchsde") is None:
+            continue  # its options cannot be read without the package; the row says so
+        told = ["refused" if schedule_problem(class_name, s) else "yes" for s in COMFY_SCHEDULES[:3] + ["sgm_uniform", "simple",
+                                                                                                      "ddim_uniform", "beta"]]
+        assert cells[2:] == told, sampler
