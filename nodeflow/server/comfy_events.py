@@ -189,9 +189,9 @@ class EventBridge:
             return
         if kind == "run_started":
             info = self._run_info(run_id)
-            run = self._runs[run_id] = _Run(info.get("prompt_id") or prompt_id_of(run_id), info.get("client_id"),
-                                            info.get("ids", {}), info.get("classes", {}))
-            self._send(run, "execution_start", {"timestamp": _now()})
+            started = self._runs[run_id] = _Run(info.get("prompt_id") or prompt_id_of(run_id), info.get("client_id"),
+                                                info.get("ids", {}), info.get("classes", {}))
+            self._send(started, "execution_start", {"timestamp": _now()})
             return
         run = self._runs.get(run_id)
         if run is not None:
