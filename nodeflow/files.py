@@ -150,17 +150,12 @@ class PathResolver:
         raise FileNotFoundError(f"{_what(kind)} '{name}' not found (looked in {where})")
 
     def _resolve_confined(self, name: str, given: Path, kind: str, folder_ok: bool) -> Path:
-        # Names the kind's folders by their layout name only: a server never tells its paths.
-        where = f"its {KINDS[kind][0]}/ model folders, " if self.kinds.get(kind) and KINDS.get(kind, ("", False))[0] else ""
-        refused = FileNotFoundError(f"{_what(kind)} '{name}' is not among this server's files"
-                                    f" ({where}its inputs folder and --allow-read folders)")
+        refused = self._refusal(name, kind)
         if not name or "\x00" in name or ".." in given.parts:
             raise refused
-        allowed = [f.resolve() for f in self.folders(kind)]
-        if given.is_absolute():
-            # model folders are searched by relative name only; an absolute path may point into the
-            # general folders (uploads come back as absolute paths, --allow-read folders take them)
-            allowed = [f.resolve() for f in (*self.roots, *self.fallback)]
+        # model folders are searched by relative name only; an absolute path may point into the
+        # general folders (uploads come back as absolute paths, --allow-read folders take them)
+        allowed = [f.resolve() for f in ((*self.roots, *self.fallback) if given.is_absolute() else self.folders(kind))]
         candidates = [given] if given.is_absolute() else [root / given for root in allowed]
         for candidate in candidates:
             real = candidate.resolve()
@@ -169,6 +164,12 @@ class PathResolver:
             if real.is_file() or (folder_ok and real.is_dir()):
                 return real
         raise refused
+
+    def _refusal(self, name: str, kind: str) -> FileNotFoundError:
+        """What a confined resolver says: the kind's folders by their layout name only, never a server path."""
+        layout = KINDS.get(kind, ("", False))[0]
+        where = f"its {layout}/ model folders, " if layout and self.kinds.get(kind) else ""
+        return FileNotFoundError(f"{_what(kind)} '{name}' is not among this server's files ({where}its inputs folder and --allow-read folders)")
 
     def fingerprint(self, name: str | None, kind: str = "file") -> str:
         """The stamp of the file ``name`` resolves to, as cache-key text (``missing:...`` when absent)."""

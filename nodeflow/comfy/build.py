@@ -85,14 +85,9 @@ class Builder:
         node = self.current
         assert node is not None
         nf_id = node.id if not role else f"{node.id}.{role}"
-        layout = dict(node.ui) if ui is None else dict(ui)
-        if role and ui is None:
-            layout.pop("size", None)
-            if "pos" in layout:
-                helpers = sum(1 for k in self.ids if k.startswith(node.id + "."))
-                layout["pos"] = [layout["pos"][0], layout["pos"][1] + _height(node) + _HELPER_GAP * (helpers + 1)]
+        layout = self._layout(node, role, ui)
         main_title = node.title or CLASSES[node.class_type].display_name or node.class_type
-        layout["title"] = title or (main_title if not role else f"{main_title}: {role}")
+        layout["title"] = title or (f"{main_title}: {role}" if role else main_title)
         entry: dict[str, Any] = {"type": type_, "inputs": {k: v for k, v in inputs.items() if v is not None}, "ui": layout}
         if self.mode is not NodeMode.ACTIVE:
             entry["mode"] = self.mode.value
@@ -101,6 +96,18 @@ class Builder:
         if wired:
             self.wired[nf_id] = dict(wired)
         return nf_id
+
+    def _layout(self, node: CNode, role: str, ui: dict[str, Any] | None) -> dict[str, Any]:
+        """The ComfyUI node's layout; a helper node is drawn below it, without its size."""
+        if ui is not None:
+            return dict(ui)
+        layout = dict(node.ui)
+        if role:
+            layout.pop("size", None)
+            if "pos" in layout:
+                helpers = sum(1 for k in self.ids if k.startswith(node.id + "."))
+                layout["pos"] = [layout["pos"][0], layout["pos"][1] + _height(node) + _HELPER_GAP * (helpers + 1)]
+        return layout
 
     def error(self, code: str, message: str, name: str | None = None) -> None:
         """Record a problem on the current ComfyUI node (and input ``name``)."""

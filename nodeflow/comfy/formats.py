@@ -281,8 +281,24 @@ def _read_widgets(graph: ComfyGraph, node: CNode, raw: dict[str, Any]) -> None:
 def _linked_value(graph: ComfyGraph, cid: str, name: str, link_id: Any, links: dict[int, tuple[str, int, str, int]],
                   raw_nodes: dict[str, dict[str, Any]]) -> Any:
     """The Ref (or a PrimitiveNode's literal) an input's link stands for, through Reroute nodes."""
-    hops = 0
-    while True:
+    found = _source_link(graph, cid, name, link_id, links, raw_nodes)
+    if found is None:
+        return None
+    origin_id, slot = found
+    origin = raw_nodes[origin_id]
+    if origin.get("type") != "PrimitiveNode":
+        return Ref(origin_id, slot)
+    values = origin.get("widgets_values")
+    if not isinstance(values, list) or not values:
+        graph.errors.append(ErrorInfo("bad_comfy_widgets", f"primitive node {origin_id} feeding input '{name}' holds no value", cid, name))
+        return None
+    return values[0]
+
+
+def _source_link(graph: ComfyGraph, cid: str, name: str, link_id: Any, links: dict[int, tuple[str, int, str, int]],
+                 raw_nodes: dict[str, dict[str, Any]]) -> tuple[str, int] | None:
+    """(origin node, slot) of a link, followed through Reroute nodes; None (reported) for a broken link."""
+    for _ in range(_MAX_HOPS):
         link = links.get(link_id) if type(link_id) is int else None
         if link is None:
             graph.errors.append(ErrorInfo("bad_comfy_link", f"input '{name}' names link {link_id!r}, which the workflow does not have",
@@ -293,21 +309,12 @@ def _linked_value(graph: ComfyGraph, cid: str, name: str, link_id: Any, links: d
             graph.errors.append(ErrorInfo("bad_comfy_link", f"input '{name}' is linked to node {link[0]}, which the workflow does not have",
                                           cid, name))
             return None
-        if origin.get("type") == "PrimitiveNode":
-            values = origin.get("widgets_values")
-            if not isinstance(values, list) or not values:
-                graph.errors.append(ErrorInfo("bad_comfy_widgets", f"primitive node {link[0]} feeding input '{name}' holds no value",
-                                              cid, name))
-                return None
-            return values[0]
         if origin.get("type") != "Reroute":
-            return Ref(link[0], link[1])
-        hops += 1
+            return link[0], link[1]
         upstream = [s.get("link") for s in origin.get("inputs") or [] if isinstance(s, dict)]
-        if hops > _MAX_HOPS or not upstream or upstream[0] is None:
-            graph.errors.append(ErrorInfo("bad_comfy_link", f"input '{name}' comes from reroute {link[0]}, which has no input", cid, name))
-            return None
-        link_id = upstream[0]
+        link_id = upstream[0] if upstream else None
+    graph.errors.append(ErrorInfo("bad_comfy_link", f"input '{name}' comes through reroutes that loop", cid, name))
+    return None
 
 
 def _reroute_nodes(raw_nodes: dict[str, dict[str, Any]], links: dict[int, tuple[str, int, str, int]]) -> list[dict[str, Any]]:

@@ -241,20 +241,11 @@ def _empty_latent(b: Builder, node: CNode) -> list[Any] | None:
 
 
 def _ksampler(b: Builder, node: CNode) -> list[Any] | None:
-    advanced = node.class_type == "KSamplerAdvanced"
-    seed_name = "noise_seed" if advanced else "seed"
     model, positive, negative, latent = (b.bundle(node, n) for n in ("model", "positive", "negative", "latent_image"))
-    settings = b.values(node, seed_name, "steps", "cfg", "sampler_name", "scheduler")
-    extra = b.values(node, "add_noise", "start_at_step", "end_at_step") if advanced else ["enable", 0, 10000]
-    denoise = 1.0 if advanced else b.value(node, "denoise")
-    if not _usable(model, positive, negative, latent) or settings is None or extra is None or denoise is None:
+    settings = _sampler_settings(b, node)
+    if not _usable(model, positive, negative, latent) or settings is None:
         return None
-    seed, steps, cfg, sampler, schedule = settings
-    add_noise, start, end = extra
-    if advanced and isinstance(end, int) and isinstance(steps, int) and end < steps:
-        b.error("unsupported_comfy_value", f"end_at_step {end} stops before the last of {steps} steps; nodeflow's denoise runs"
-                                           " a schedule to its end", "end_at_step")
-        return None
+    seed, steps, cfg, sampler, schedule, add_noise, start, denoise = settings
     sched = b.add("scheduler", "sd.scheduler", {"config": model["scheduler_config"], "unet": model["unet"], "name": sampler,
                                                  "schedule": schedule, "steps": steps, "denoise": denoise, "start_step": start,
                                                  "eta": 0.0},
@@ -270,28 +261,49 @@ def _ksampler(b: Builder, node: CNode) -> list[Any] | None:
     return [{"latents": link(nf, "denoised")}]
 
 
+def _sampler_settings(b: Builder, node: CNode) -> list[Any] | None:
+    """seed, steps, cfg, sampler, schedule, add_noise, start step, denoise of a KSampler (Advanced); None if any is bad."""
+    advanced = node.class_type == "KSamplerAdvanced"
+    settings = b.values(node, "noise_seed" if advanced else "seed", "steps", "cfg", "sampler_name", "scheduler")
+    extra = b.values(node, "add_noise", "start_at_step", "end_at_step") if advanced else ["enable", 0, 10000]
+    denoise = 1.0 if advanced else b.value(node, "denoise")
+    if settings is None or extra is None or denoise is None:
+        return None
+    steps, end = settings[1], extra[2]
+    if isinstance(end, int) and isinstance(steps, int) and end < steps:
+        b.error("unsupported_comfy_value", f"end_at_step {end} stops before the last of {steps} steps; nodeflow's denoise runs"
+                                           " a schedule to its end", "end_at_step")
+        return None
+    return [*settings, extra[0], extra[1], denoise]
+
+
 def _start_latents(b: Builder, node: CNode, model: dict[str, Any], latent: dict[str, Any], scheduler: dict[str, str],
                    seed: Any, add_noise: bool, whole_schedule: bool) -> dict[str, str] | None:
     """Where the sampler starts: the pipeline's noise (empty latent, whole schedule), else noise added at the first step left."""
     seed_name = "noise_seed" if node.class_type == "KSamplerAdvanced" else "seed"
-    ui = {"randomize": [seed_name]} if node.control.get(seed_name) == "randomize" else {}
-    empty = latent.get("empty")
-    if empty is not None and add_noise and whole_schedule:
-        inputs = {"unet": model["unet"], "vae": model["vae"], "scheduler": scheduler, "seed": seed,
-                  "width": empty["width"], "height": empty["height"], "batch": empty["batch"]}
-        layout = {**empty["ui"], **({"randomize": ["seed"]} if ui else {})}
-        title = f"{empty['title'] or 'Empty Latent Image'} + noise"
-        nf = b.add("noise", "sd.noise_latents", inputs, wired={"seed": seed_name}, title=title, ui=layout if "pos" in layout else None)
-        return link(nf, "latents")
-    latents = _latents_of(b, model, latent) if empty is not None else latent.get("latents")
-    if latents is None:
-        return None
-    if not add_noise:
+    randomize = node.control.get(seed_name) == "randomize"
+    if latent.get("empty") is not None and add_noise and whole_schedule:
+        return _pipeline_noise(b, model, latent["empty"], scheduler, seed, seed_name, randomize)
+    latents = _latents_of(b, model, latent) if latent.get("empty") is not None else latent.get("latents")
+    if latents is None or not add_noise:
         return latents
     nf = b.add("noise", "sd.add_noise", {"latents": latents, "scheduler": scheduler, "seed": seed}, wired={"seed": seed_name})
-    if ui:
+    if randomize:
         b.nodes[nf]["ui"]["randomize"] = ["seed"]
     return link(nf, "noised")
+
+
+def _pipeline_noise(b: Builder, model: dict[str, Any], empty: dict[str, Any], scheduler: dict[str, str], seed: Any,
+                    seed_name: str, randomize: bool) -> dict[str, str]:
+    """The EmptyLatentImage folded into diffusers' pipeline noise (``sd.noise_latents``), drawn where it was."""
+    inputs = {"unet": model["unet"], "vae": model["vae"], "scheduler": scheduler, "seed": seed,
+              "width": empty["width"], "height": empty["height"], "batch": empty["batch"]}
+    layout = {**empty["ui"], **({"randomize": ["seed"]} if randomize else {})}
+    title = f"{empty['title'] or 'Empty Latent Image'} + noise"
+    nf = b.add("noise", "sd.noise_latents", inputs, wired={"seed": seed_name}, title=title, ui=layout if "pos" in layout else None)
+    if randomize:
+        b.nodes[nf]["ui"]["randomize"] = ["seed"]
+    return link(nf, "latents")
 
 
 def _latents_of(b: Builder, model: dict[str, Any], latent: dict[str, Any]) -> dict[str, str]:

@@ -192,19 +192,7 @@ class Scheduler:
     def validate_inputs(self, check: ValidationContext, name: str | None = None, schedule: str | None = None,
                         denoise: float | None = None, steps: int | None = None, start_step: int | None = None,
                         **other: Any) -> list[ErrorInfo]:
-        problems = []
-        if name is not None and (problem := scheduler_name_problem(name)):
-            problems.append(ErrorInfo("invalid_value", problem, input="name"))
-        if name is not None and schedule is not None and not problems:
-            # "default" names the model's own class, known only once the model is loaded (run checks it then)
-            class_name = class_name_for({}, name)[0] if name.strip().lower() not in ("", "default") else ""
-            if class_name and (problem := schedule_problem(class_name, schedule)):
-                problems.append(ErrorInfo("invalid_value", problem, input="schedule"))
-        if denoise is not None and denoise <= 0:
-            problems.append(ErrorInfo("invalid_value", f"denoise {denoise} runs no step (use a value above 0)", input="denoise"))
-        if steps is not None and start_step is not None and start_step >= steps:
-            problems.append(ErrorInfo("invalid_value", f"start_step {start_step} skips all {steps} steps", input="start_step"))
-        return problems
+        return [*_name_problems(name, schedule), *_range_problems(denoise, steps, start_step)]
 
     def run(self, ctx: Context, config: dict[str, Any], name: str, steps: int, eta: float, unet: Any = None,
             schedule: str = "default", denoise: float = 1.0, start_step: int = 0) -> SchedulerState:
@@ -218,6 +206,28 @@ class Scheduler:
         if begin and hasattr(sched, "set_begin_index"):
             sched.set_begin_index(begin)
         return SchedulerState(sched, index=begin, steps=total, name=type(sched).__name__, eta=eta)
+
+
+def _name_problems(name: str | None, schedule: str | None) -> list[ErrorInfo]:
+    if name is None:
+        return []
+    problem = scheduler_name_problem(name)
+    if problem:
+        return [ErrorInfo("invalid_value", problem, input="name")]
+    # "default" names the model's own class, known only once the model is loaded (run checks it then)
+    if schedule is None or name.strip().lower() in ("", "default"):
+        return []
+    problem = schedule_problem(class_name_for({}, name)[0], schedule)
+    return [ErrorInfo("invalid_value", problem, input="schedule")] if problem else []
+
+
+def _range_problems(denoise: float | None, steps: int | None, start_step: int | None) -> list[ErrorInfo]:
+    problems = []
+    if denoise is not None and denoise <= 0:
+        problems.append(ErrorInfo("invalid_value", f"denoise {denoise} runs no step (use a value above 0)", input="denoise"))
+    if steps is not None and start_step is not None and start_step >= steps:
+        problems.append(ErrorInfo("invalid_value", f"start_step {start_step} skips all {steps} steps", input="start_step"))
+    return problems
 
 
 NODES = [Scheduler]
