@@ -1,11 +1,13 @@
-"""The ``nodeflow`` command: ``run``, ``validate``, ``nodes``, ``serve``, ``sweep``.
+"""The ``nodeflow`` command: ``run``, ``validate``, ``nodes``, ``serve``, ``sweep``, ``import-comfy``.
 
 Exit codes: 0 ok, 1 invalid graph or failed run, 2 usage error, 130 interrupted
 (Ctrl-C). A user error never prints a raw traceback; ``--debug`` shows it.
 
 A graph is a file path or the name of a shipped workflow (``txt2img``). File names
 inside it resolve against the graph file's own folder first, then the working
-directory, then the shipped workflows (:class:`nodeflow.files.PathResolver`).
+directory, then the shipped workflows (:class:`nodeflow.files.PathResolver`). ``run`` and
+``validate`` also take ComfyUI files (UI workflow, API prompt, PNG): they are translated
+first (:mod:`nodeflow.comfy`) and problems are told with ComfyUI's node ids.
 """
 
 from __future__ import annotations
@@ -26,13 +28,16 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 from . import threads  # noqa: E402
 from .cliutil import (  # noqa: E402
     add_common,
+    add_model_folders,
     add_model_options,
     add_sets,
     apply_threads,
     graph_paths,
     load_registry,
+    model_folders,
     model_store,
     parse_sets,
+    read_graph,
     resolve_graph_path,
 )
 from .errors import ErrorInfo, GraphInvalid, UsageError  # noqa: E402
@@ -78,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cache-budget-mb", type=int, help="in-memory cache budget (default: a quarter of free RAM)")
     run.add_argument("--json", action="store_true", help="print one JSON report on stdout")
     add_model_options(run)
+    add_model_folders(run)
     add_common(run)
     run.set_defaults(func=cmd_run)
 
@@ -85,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("graph")
     add_sets(val)
     val.add_argument("--json", action="store_true")
+    add_model_folders(val)
     add_common(val)
     val.set_defaults(func=cmd_validate)
 
@@ -105,8 +112,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-graph-nodes", type=int, default=10_000, help="most nodes in one graph (default 10000)")
     serve.add_argument("--max-json-bytes", type=int, default=2 << 20, help="largest JSON body (default 2 MiB)")
     add_model_options(serve)
+    add_model_folders(serve)
     add_common(serve)
     serve.set_defaults(func=cmd_serve)
+
+    comfy = sub.add_parser("import-comfy", help="translate a ComfyUI workflow, prompt or PNG into a nodeflow graph",
+                           description="Translate a ComfyUI UI workflow, API prompt or PNG into a nodeflow graph document.")
+    comfy.add_argument("source", help="ComfyUI .json (UI workflow or API prompt) or .png")
+    comfy.add_argument("-o", "--output", help="where to write the graph (default: stdout)")
+    comfy.add_argument("--json", action="store_true", help="problems as JSON")
+    add_model_folders(comfy)
+    add_common(comfy)
+    comfy.set_defaults(func=cmd_import_comfy)
 
     from .sweep import add_parser as add_sweep
 
@@ -124,16 +141,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .progress import ProgressPrinter
 
     path = resolve_graph_path(args.graph)
-    graph = path.read_bytes()  # parse errors become a failed run report
     values = parse_sets(args.sets)
     models = model_store(args)
     apply_threads(args)
     registry = load_registry(args)
+    paths = graph_paths(path, model_folders(args))
+    graph, comfy_meta = read_graph(path, registry, paths)  # nodeflow parse errors become a failed run report
     budget = args.cache_budget_mb * (1 << 20) if args.cache_budget_mb else None
     cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else None
-    executor = Executor(registry, Cache(budget, cache_dir), models, graph_paths(path))
+    executor = Executor(registry, Cache(budget, cache_dir), models, paths)
     with ProgressPrinter(enabled=sys.stderr.isatty()) as progress:
         result = executor.run(graph, inputs=values, output_dir=args.out, on_event=progress)
+    if comfy_meta is not None:
+        from .comfy import comfy_errors
+
+        result.errors = comfy_errors(result.errors, comfy_meta)
     if args.debug and result.traceback:
         print(result.traceback, file=sys.stderr)
     if args.json:
@@ -162,19 +184,22 @@ def _print_result(result: Any) -> None:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """``nodeflow validate``: exit 0 when valid, 1 with every error when not."""
+    from .comfy import comfy_errors
     from .graph import apply_inputs, parse_graph
     from .validate import check
 
     path = resolve_graph_path(args.graph)
+    registry = load_registry(args)
+    paths = graph_paths(path, model_folders(args))
+    meta: dict[str, Any] | None = None
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise GraphInvalid(ErrorInfo("invalid_json", f"the graph file is not UTF-8 text: {exc}")) from None
-    try:
-        doc = apply_inputs(parse_graph(text), parse_sets(args.sets))
-        errors = check(doc, load_registry(args), graph_paths(path)).errors
+        graph, meta = read_graph(path, registry, paths)
+        doc = graph if meta is not None else parse_graph(_utf8(graph))
+        errors = check(apply_inputs(doc, parse_sets(args.sets)), registry, paths).errors
     except GraphInvalid as exc:  # parse errors come back as errors too
         errors = exc.errors
+    if meta is not None:
+        errors = comfy_errors(errors, meta)
     if args.json:
         print(json.dumps({"valid": not errors, "errors": [e.to_dict() for e in errors]}, indent=2))
     elif errors:
@@ -182,6 +207,33 @@ def cmd_validate(args: argparse.Namespace) -> int:
     else:
         print("valid")
     return 1 if errors else 0
+
+
+def _utf8(data: bytes) -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise GraphInvalid(ErrorInfo("invalid_json", f"the graph file is not UTF-8 text: {exc}")) from None
+
+
+def cmd_import_comfy(args: argparse.Namespace) -> int:
+    """``nodeflow import-comfy``: write the nodeflow graph a ComfyUI file translates to; exit 1 with every problem."""
+    from .comfy import load_comfy
+    from .graph import dump_graph
+
+    source = Path(args.source)
+    if not source.is_file():
+        raise UsageError(f"no file '{args.source}'")
+    imported = load_comfy(source, load_registry(args), graph_paths(source, model_folders(args)))
+    if imported.doc is None:
+        raise GraphInvalid(imported.errors)
+    text = dump_graph(imported.doc)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output} ({len(imported.doc.nodes)} nodes from a ComfyUI {imported.source} file)", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def cmd_nodes(args: argparse.Namespace) -> int:
@@ -208,11 +260,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .server import ServerConfigError, run_server
 
     models = model_store(args)
+    kinds = model_folders(args)
     try:
         run_server(host=args.host, port=args.port, token=args.token, data_dir=args.data_dir, plugin_dirs=args.plugins,
                    backend=args.backend, address=args.address, models=models, threads=args.threads,
                    allow_read=[Path(d) for d in args.allow_read], max_graph_nodes=args.max_graph_nodes,
-                   max_json_bytes=args.max_json_bytes)
+                   max_json_bytes=args.max_json_bytes, model_kinds=kinds)
     except ServerConfigError as exc:
         raise UsageError(str(exc)) from None
     return 0

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from . import threads
 from .errors import UsageError
-from .files import PathResolver
+from .files import MODELS_DIR_ENV, PathResolver, kind_folders
 from .resources import shipped_workflow, workflows_dir
 
 _DTYPE_HELP = ("weight precision for load nodes left at 'auto' (a node's own dtype wins over this flag; "
@@ -36,6 +38,35 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-pickle", action="store_true", help="allow .ckpt/.bin/.pt model files (read with weights_only)")
 
 
+def add_model_folders(p: argparse.ArgumentParser) -> None:
+    """``--models-dir`` (repeatable) and ``--comfy-paths`` (run, validate, serve, import-comfy)."""
+    p.add_argument("--models-dir", action="append", metavar="DIR",
+                   help="a folder in ComfyUI's models/ layout (checkpoints/, loras/, embeddings/, vae/, controlnet/,"
+                        f" upscale_models/); repeatable; default: ${MODELS_DIR_ENV} ({os.pathsep}-separated)")
+    p.add_argument("--comfy-paths", metavar="FILE", help="ComfyUI's extra_model_paths.yaml: use an existing install's model folders")
+
+
+def model_folders(args: argparse.Namespace) -> dict[str, tuple[Path, ...]]:
+    """The model folders by kind that ``--models-dir``/``$NODEFLOW_MODELS_DIR`` and ``--comfy-paths`` name."""
+    from .comfy.paths import ComfyPathsError, read_extra_model_paths
+
+    dirs = getattr(args, "models_dir", None) or [d for d in os.environ.get(MODELS_DIR_ENV, "").split(os.pathsep) if d]
+    for folder in dirs:
+        if not Path(folder).expanduser().is_dir():
+            raise UsageError(f"--models-dir {folder}: no such folder")
+    extra: dict[str, list[Path]] = {}
+    comfy_paths = getattr(args, "comfy_paths", None)
+    if comfy_paths:
+        try:
+            found = read_extra_model_paths(comfy_paths)
+        except ComfyPathsError as exc:
+            raise UsageError(f"--comfy-paths: {exc}") from None
+        if found.skipped:
+            print(f"nodeflow: note: --comfy-paths: not used by nodeflow: {', '.join(found.skipped)}", file=sys.stderr)
+        extra = found.kinds
+    return kind_folders(dirs, extra)
+
+
 def add_common(p: argparse.ArgumentParser) -> None:
     """``--plugins`` and ``--debug``."""
     p.add_argument("--plugins", action="append", default=[], metavar="DIR", help="extra plugin folder (repeatable)")
@@ -53,10 +84,30 @@ def resolve_graph_path(name: str) -> Path:
     raise UsageError(f"no graph file '{name}' (and no shipped workflow of that name in {workflows_dir()})")
 
 
-def graph_paths(graph: Path) -> PathResolver:
-    """How file names in ``graph`` resolve for a local run: its folder, the working dir, the shipped workflows."""
+def graph_paths(graph: Path, kinds: Mapping[str, Sequence[Path]] | None = None) -> PathResolver:
+    """How file names in ``graph`` resolve for a local run: its folder, the model folders of their kind
+    (:func:`model_folders`), the working dir, the shipped workflows."""
     fallback = [d for d in (workflows_dir(),) if d is not None]
-    return PathResolver.create([Path.cwd()], base=graph.resolve().parent, fallback=fallback)
+    return PathResolver.create([Path.cwd()], kinds=kinds, base=graph.resolve().parent, fallback=fallback)
+
+
+def read_graph(path: Path, registry: Any, paths: PathResolver) -> tuple[Any, dict[str, Any] | None]:
+    """A graph file's contents for a run: its bytes (a nodeflow graph, parsed by the run), or the
+    document a ComfyUI workflow, prompt or PNG translates to and its ``meta``.
+
+    A ComfyUI file that does not translate raises :class:`~nodeflow.errors.GraphInvalid` with every problem.
+    """
+    from .comfy import import_comfy, sniff
+    from .errors import GraphInvalid
+
+    data = path.read_bytes()
+    if sniff(data) is None:
+        return data, None
+    imported = import_comfy(data, registry, paths, name=path.stem)
+    if imported.doc is None:
+        raise GraphInvalid(imported.errors)
+    imported.doc._folder = path.resolve().parent
+    return imported.doc, imported.doc.meta
 
 
 def parse_sets(items: list[str]) -> dict[str, Any]:
@@ -105,5 +156,5 @@ def apply_threads(args: argparse.Namespace, workers: int = 1) -> int:
     return count
 
 
-__all__ = ["add_common", "add_model_options", "add_sets", "apply_threads", "graph_paths", "load_registry", "model_store",
-           "parse_sets", "resolve_graph_path"]
+__all__ = ["add_common", "add_model_folders", "add_model_options", "add_sets", "apply_threads", "graph_paths", "load_registry",
+           "model_folders", "model_store", "parse_sets", "read_graph", "resolve_graph_path"]

@@ -13,6 +13,9 @@ Two ideas live here and nowhere else:
   search folders (the working directory, the server's ``inputs/``...), then the shipped
   example workflows. A *confined* resolver (the server's) accepts only paths inside its
   folders and says the same thing whether or not a file exists elsewhere.
+* **Model folders.** :func:`kind_folders` turns model folders in ComfyUI's layout
+  (``DIR/checkpoints``, ``DIR/loras``...) plus extra per-kind folders into the
+  ``kinds`` a resolver searches; :func:`list_models` lists what they hold.
 """
 
 from __future__ import annotations
@@ -45,6 +48,12 @@ KINDS: dict[str, tuple[str, bool]] = {
     "dataset": ("", True),
     "file": ("", False),
 }
+
+
+#: Suffixes of model weight files a listing shows (pickle formats load only with --allow-pickle).
+MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
+#: Environment variable naming model folders in ComfyUI's layout (``os.pathsep``-separated).
+MODELS_DIR_ENV = "NODEFLOW_MODELS_DIR"
 
 
 class NotAModel(ValueError):
@@ -141,11 +150,12 @@ class PathResolver:
         raise FileNotFoundError(f"{_what(kind)} '{name}' not found (looked in {where})")
 
     def _resolve_confined(self, name: str, given: Path, kind: str, folder_ok: bool) -> Path:
-        refused = FileNotFoundError(f"{_what(kind)} '{name}' is not among this server's files"
-                                    " (its inputs folder, model folders and --allow-read folders)")
+        refused = self._refusal(name, kind)
         if not name or "\x00" in name or ".." in given.parts:
             raise refused
-        allowed = [f.resolve() for f in self.folders(kind)]
+        # model folders are searched by relative name only; an absolute path may point into the
+        # general folders (uploads come back as absolute paths, --allow-read folders take them)
+        allowed = [f.resolve() for f in ((*self.roots, *self.fallback) if given.is_absolute() else self.folders(kind))]
         candidates = [given] if given.is_absolute() else [root / given for root in allowed]
         for candidate in candidates:
             real = candidate.resolve()
@@ -154,6 +164,12 @@ class PathResolver:
             if real.is_file() or (folder_ok and real.is_dir()):
                 return real
         raise refused
+
+    def _refusal(self, name: str, kind: str) -> FileNotFoundError:
+        """What a confined resolver says: the kind's folders by their layout name only, never a server path."""
+        layout = KINDS.get(kind, ("", False))[0]
+        where = f"its {layout}/ model folders, " if layout and self.kinds.get(kind) else ""
+        return FileNotFoundError(f"{_what(kind)} '{name}' is not among this server's files ({where}its inputs folder and --allow-read folders)")
 
     def fingerprint(self, name: str | None, kind: str = "file") -> str:
         """The stamp of the file ``name`` resolves to, as cache-key text (``missing:...`` when absent)."""
@@ -165,9 +181,89 @@ class PathResolver:
             return f"missing:{name}"
 
 
+def kind_folders(models_dirs: Iterable[str | Path] = (), extra: Mapping[str, Iterable[str | Path]] | None = None) -> dict[str, tuple[Path, ...]]:
+    """The folders of each kind for a resolver: ``DIR/<layout name>`` of each model folder, then ``extra``'s.
+
+    ``models_dirs`` are folders in ComfyUI's ``models/`` layout (:data:`KINDS` names the
+    subfolders); ``extra`` adds folders per kind (from ComfyUI's ``extra_model_paths.yaml``).
+    Folders are kept whether or not they exist yet (a model copied in later is found).
+    """
+    found: dict[str, list[Path]] = {}
+    for root in models_dirs:
+        for kind, (sub, _) in KINDS.items():
+            if sub:
+                found.setdefault(kind, []).append(Path(root).expanduser() / sub)
+    for kind, folders in (extra or {}).items():
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind of model folder {kind!r} (kinds: {', '.join(k for k, v in KINDS.items() if v[0])})")
+        found.setdefault(kind, []).extend(Path(f).expanduser() for f in folders)
+    return {kind: tuple(dict.fromkeys(folders)) for kind, folders in found.items()}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model a listing found: its name (relative to its kind's folder, ``/``-separated), path and size."""
+
+    kind: str
+    name: str
+    path: Path
+    size: int
+
+
+def list_models(kinds: Mapping[str, Sequence[Path]], max_depth: int = 4) -> list[ModelEntry]:
+    """Every model file (and diffusers folder, for kinds that take one) in ``kinds``' folders, by kind and name.
+
+    A name found in two folders is listed once, from the first (the one a resolver picks).
+    Hidden entries are skipped; symbolic links leading out of a folder are not followed.
+    """
+    entries: list[ModelEntry] = []
+    for kind, folders in kinds.items():
+        seen: set[str] = set()
+        for folder in folders:
+            for name, path in _walk_models(Path(folder), KINDS.get(kind, ("", False))[1], max_depth):
+                if name not in seen:
+                    seen.add(name)
+                    entries.append(ModelEntry(kind, name, path, _size(path)))
+    return entries
+
+
+def _walk_models(root: Path, folders_ok: bool, max_depth: int) -> list[tuple[str, Path]]:
+    """(name, path) of the models under ``root``, iteratively, at most ``max_depth`` levels down."""
+    if not root.is_dir():
+        return []
+    real_root = root.resolve()
+    found: list[tuple[str, Path]] = []
+    stack = [(root, 0)]
+    while stack:
+        folder, depth = stack.pop()
+        try:
+            children = sorted(folder.iterdir())
+        except OSError:
+            continue
+        for child in children:
+            if child.name.startswith(".") or not child.resolve().is_relative_to(real_root):
+                continue
+            if child.is_dir():
+                if folders_ok and is_model_folder(child):
+                    found.append((child.relative_to(root).as_posix(), child))
+                elif depth + 1 < max_depth:
+                    stack.append((child, depth + 1))
+            elif child.suffix.lower() in MODEL_SUFFIXES:
+                found.append((child.relative_to(root).as_posix(), child))
+    return sorted(found)
+
+
+def _size(path: Path) -> int:
+    try:
+        return stamp(path)[1]
+    except (OSError, ValueError):
+        return 0
+
+
 def _what(kind: str) -> str:
     return {"checkpoint": "model", "lora": "LoRA file", "embedding": "embedding file", "controlnet": "ControlNet",
             "upscale_model": "upscale model", "vae": "VAE"}.get(kind, kind)
 
 
-__all__ = ["KINDS", "MODEL_FILES", "NotAModel", "PathResolver", "Stamp", "glob_stamp", "is_model_folder", "stamp", "stamp_text"]
+__all__ = ["KINDS", "MODELS_DIR_ENV", "MODEL_FILES", "MODEL_SUFFIXES", "ModelEntry", "NotAModel", "PathResolver", "Stamp",
+           "glob_stamp", "is_model_folder", "kind_folders", "list_models", "stamp", "stamp_text"]

@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +23,10 @@ from aiohttp import web
 
 from ..backends import Backend, make_backend
 from ..registry import Registry, build_registry
+from .comfy_api import ComfyApi
 from .config import ServerConfig, ServerConfigError, check_config
 from .hub import Hub
+from .model_routes import ModelCatalogue, ModelRoutes
 from .replies import error_middleware
 from .routes import Api
 from .schemas import WsQueue
@@ -50,6 +52,7 @@ class Server:
         self.registry = registry if registry is not None else build_registry(config.plugin_dirs)
         self.backend = backend if backend is not None else _backend(config, self.registry)
         self.paths = config.paths()
+        self.model_files = ModelCatalogue(config.model_kinds)
         self.store = RunStore(config.database)
         self.workflows = WorkflowStore(config.workflows_dir, config.builtin_workflows_dir)
         self.uploads = UploadStore(config.inputs_dir, config.max_upload_bytes, config.max_upload_pixels, config.body_timeout)
@@ -62,6 +65,9 @@ class Server:
         self.heavy = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nodeflow-http")
         #: False once a stop gave up waiting for the worker (its node ignored cancellation for the grace)
         self.worker_stopped = True
+        #: called on the loop with every message the websocket gets (the ComfyUI bridge listens)
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
+        self.comfy = ComfyApi(self)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def app(self) -> web.Application:
@@ -70,6 +76,8 @@ class Server:
             client_max_size=self.config.max_json_bytes,
             middlewares=[log_requests, error_middleware(self.scrub), Guard(self.config).middleware],
         )
+        self.comfy.add_routes(app)  # before the editor's catch-all static route
+        ModelRoutes(self).add_routes(app)
         Api(self).add_routes(app)
         app.on_response_prepare.append(add_security_headers)
         app.on_startup.append(self._startup)
@@ -80,7 +88,12 @@ class Server:
     # -- events to the websocket ------------------------------------------------------------
     def publish(self, message: dict[str, Any]) -> None:
         """Send ``message`` to every websocket client (call on the loop)."""
+        self._deliver(message)
+
+    def _deliver(self, message: dict[str, Any]) -> None:
         self.hub.broadcast(message)
+        for listener in self.listeners:
+            listener(message)
 
     def _publish_threadsafe(self, message: dict[str, Any]) -> None:
         """What the worker calls: hop to the loop, or drop the message if the loop is gone."""
@@ -88,7 +101,7 @@ class Server:
         if loop is None:
             return
         try:
-            loop.call_soon_threadsafe(self.hub.broadcast, message)
+            loop.call_soon_threadsafe(self._deliver, message)
         except RuntimeError:
             pass  # loop closed: the server is stopping and nobody is listening
 
@@ -109,6 +122,7 @@ class Server:
 
     async def _shutdown(self, app: web.Application) -> None:
         await self.hub.close()
+        await self.comfy.close()
 
     async def _cleanup(self, app: web.Application) -> None:
         stopped = await asyncio.to_thread(self.worker.stop, self.config.shutdown_grace)

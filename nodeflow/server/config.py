@@ -28,7 +28,8 @@ class ServerConfig:
     editor and the example workflows shipped with nodeflow (:mod:`nodeflow.resources`).
     ``allow_read`` are extra folders whose files graphs may name (besides the uploads
     folder); ``models`` is the model store (``None``: a default one); ``threads`` and
-    ``workers`` size the local backend.
+    ``workers`` size the local backend. ``model_kinds`` are the model folders by kind
+    (:func:`nodeflow.files.kind_folders`: ``--models-dir``, ``--comfy-paths``).
     """
 
     host: str = "127.0.0.1"
@@ -42,6 +43,7 @@ class ServerConfig:
     models: Any = None
     threads: int | None = None
     workers: int | None = None
+    model_kinds: dict[str, tuple[Path, ...]] = field(default_factory=dict)
     web_dir: Path | None = None
     builtin_workflows_dir: Path | None = None
     #: Largest JSON body accepted (a graph, a run request); larger ones get 413 ``too_large``.
@@ -103,6 +105,7 @@ class ServerConfig:
         shipped = [self.builtin_workflows_dir.resolve()] if self.builtin_workflows_dir is not None else []
         # The shipped workflows' own files (their example image, embedding) stay readable.
         return PathResolver.create([self.inputs_dir.resolve(), *(p.resolve() for p in self.allow_read)],
+                                   kinds={k: [p.resolve() for p in v] for k, v in self.model_kinds.items()},
                                    fallback=shipped, confined=True)
 
 

@@ -56,6 +56,7 @@ class _Builder:
         shapes: dict[str, dict[str, Any]] = {
             "graph": {"application/json": {"schema": self.ref(GraphDoc)}},
             "openapi": {"application/json": {"schema": {"type": "object"}}},
+            "json": {"application/json": {"schema": {}}},
             "file": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
             "html": {"text/html": {"schema": {"type": "string"}}},
             "multipart": {
@@ -98,7 +99,7 @@ def build_openapi(routes: Sequence[Route]) -> dict[str, Any]:
             op["parameters"] = params
         if route.body is not None:
             op["requestBody"] = {"required": True, "content": b.content(route.body)}
-        if route.path.startswith("/api"):
+        if route.path.startswith("/api") or route.tag == "comfyui":
             responses.setdefault("401", {"description": _DESCRIPTIONS[401], "content": {"application/json": {"schema": error}}})
             responses.setdefault("403", {"description": _DESCRIPTIONS[403], "content": {"application/json": {"schema": error}}})
         else:

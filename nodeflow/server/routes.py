@@ -176,9 +176,11 @@ class Api:
     async def openapi(self, request: web.Request) -> web.Response:
         """The OpenAPI document of this API."""
         if self._openapi is None:
+            from .comfy_api import COMFY_ROUTES  # lazy: they import this module's Route
+            from .model_routes import MODEL_ROUTES
             from .openapi import build_openapi
 
-            self._openapi = build_openapi(ROUTES)
+            self._openapi = build_openapi((*MODEL_ROUTES, *ROUTES, *COMFY_ROUTES))
         return web.json_response(self._openapi)
 
     async def nodes(self, request: web.Request) -> web.Response:

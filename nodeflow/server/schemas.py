@@ -95,6 +95,7 @@ class RunSummary(BaseModel):
     """
 
     id: str
+    number: int = Field(0, description="the run's number in the order runs were accepted (the queue's order)")
     status: RunStatus
     created: float
     started: float | None = None

@@ -39,7 +39,17 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _HOST_RE = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?")
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
 _QUERY_TOKEN_PREFIXES = ("/api/outputs/", "/api/uploads/")
-_FILE_PREFIXES = ("/api/outputs/", "/api/uploads/")
+_FILE_PREFIXES = ("/api/outputs/", "/api/uploads/", "/view")
+#: ComfyUI-compatible routes (:mod:`nodeflow.server.comfy_api`): guarded like ``/api`` (token, cross-site).
+COMFY_PATHS = ("/prompt", "/history", "/view", "/upload", "/queue", "/interrupt", "/object_info", "/system_stats",
+               "/embeddings", "/models", "/ws")
+#: The ComfyUI GET routes a script cannot add headers to as easily: they accept ``?token=`` too.
+_COMFY_QUERY_TOKEN = ("/ws", "/view")
+
+
+def is_comfy_path(path: str) -> bool:
+    """Whether ``path`` is one of the ComfyUI-compatible routes."""
+    return any(path == p or path.startswith(p + "/") for p in COMFY_PATHS)
 _FILE_CSP = "sandbox; default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'"
 
 
@@ -88,7 +98,7 @@ class Guard:
         origin = request.headers.get("Origin")
         if origin is not None and not _same_origin(origin, request):
             raise ApiError(403, "cross_origin", "cross-origin requests are refused")
-        is_api = request.path == "/api" or request.path.startswith("/api/")
+        is_api = request.path == "/api" or request.path.startswith("/api/") or is_comfy_path(request.path)
         if is_api and request.headers.get("Sec-Fetch-Site") in ("cross-site", "same-site"):
             raise ApiError(403, "cross_origin", "cross-site requests are refused")
         if self.token is not None and is_api and not self._has_token(request):
@@ -109,7 +119,7 @@ class Guard:
         auth = request.headers.get("Authorization", "")
         if auth[:7].lower() == "bearer ":
             given = auth[7:].strip()
-        elif request.method in ("GET", "HEAD") and (request.path == "/api/ws" or request.path.startswith(_QUERY_TOKEN_PREFIXES)):
+        elif request.method in ("GET", "HEAD") and (request.path in ("/api/ws", *_COMFY_QUERY_TOKEN) or request.path.startswith(_QUERY_TOKEN_PREFIXES)):
             given = request.query.get("token")
         return given is not None and hmac.compare_digest(given.encode(), self.token)
 
@@ -151,5 +161,5 @@ async def add_security_headers(request: web.Request, response: web.StreamRespons
         response.headers["Content-Security-Policy"] = _FILE_CSP
     else:
         response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
-    if request.path.startswith("/api/") and not request.path.startswith(_FILE_PREFIXES):
+    if (request.path.startswith("/api/") or is_comfy_path(request.path)) and not request.path.startswith(_FILE_PREFIXES):
         response.headers.setdefault("Cache-Control", "no-store")

@@ -74,11 +74,11 @@ CREATE INDEX IF NOT EXISTS runs_status ON runs (status, seq);
 
 #: The summary's columns; ``position`` is counted for queued rows only.
 _SUMMARY = (
-    "id, status, created, started, finished, seconds, attempts, workflow, name, inputs, node_total, node_counts, outputs,"
+    "id, seq, status, created, started, finished, seconds, attempts, workflow, name, inputs, node_total, node_counts, outputs,"
     " errors,"
     " CASE WHEN status = 'queued' THEN (SELECT COUNT(*) FROM runs AS q WHERE q.status = 'queued' AND q.seq < runs.seq) END"
 )
-_SUMMARY_NAMES = ("id", "status", "created", "started", "finished", "seconds", "attempts", "workflow", "name", "inputs",
+_SUMMARY_NAMES = ("id", "number", "status", "created", "started", "finished", "seconds", "attempts", "workflow", "name", "inputs",
                   "node_total", "node_counts", "outputs", "errors", "position")
 _JSON_COLUMNS = frozenset({"inputs", "node_counts", "outputs", "errors", "nodes", "graph", "values"})
 
@@ -131,8 +131,11 @@ class RunStore:
 
     # -- queue --------------------------------------------------------------------
     def add(self, graph: dict[str, Any] | str, *, workflow: str | None = None, inputs: dict[str, Any] | None = None,
-            node_total: int | None = None, name: str | None = None) -> RunCreated:
+            node_total: int | None = None, name: str | None = None, run_id: str | None = None) -> RunCreated:
         """Queue a new run of ``graph`` (a document, or its JSON text; inputs already applied).
+
+        ``run_id`` (32 hex digits) is the caller's choice of id (ComfyUI clients may choose theirs);
+        ``sqlite3.IntegrityError`` if it is taken. By default a new one is made.
 
         ``name`` (the graph's ``meta.name``) is read from a document; pass it with JSON text.
         """
@@ -140,7 +143,7 @@ class RunStore:
             node_total = len(graph.get("nodes", {})) if node_total is None else node_total
             name = graph_name(graph) if name is None else name
             graph = dumps(graph)
-        run_id = uuid.uuid4().hex
+        run_id = run_id or uuid.uuid4().hex
         self._write(
             "INSERT INTO runs (id, status, created, workflow, name, inputs, graph, node_total) VALUES (?, 'queued', ?, ?, ?, ?, ?, ?)",
             (run_id, time.time(), workflow, name, dumps(inputs or {}), graph, node_total or 0),

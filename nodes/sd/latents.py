@@ -1,4 +1,10 @@
-"""Starting latents: seeded noise for txt2img, noised image latents for img2img."""
+"""Starting latents: seeded noise for txt2img, noised image latents for img2img.
+
+Besides the diffusers-pipeline pair (Noise Latents, Img2Img Init), two smaller nodes
+make the same steps usable one by one: Empty Latents (zeros of an image's latent
+shape) and Add Noise (noise a latent to the scheduler state's current timestep, as
+ComfyUI's KSampler does at the start of its remaining steps).
+"""
 
 from __future__ import annotations
 
@@ -37,8 +43,7 @@ class NoiseLatents:
 
     def validate_inputs(self, check: ValidationContext, width: int | None = None, height: int | None = None,
                         **other: Any) -> list[ErrorInfo]:
-        return [ErrorInfo("invalid_value", f"{side} {value} is not a multiple of 8 (VAEs work on 8-pixel blocks)", input=side)
-                for side, value in (("width", width), ("height", height)) if value is not None and value % 8]
+        return _size_problems(width, height)
 
     def run(
         self, ctx: Context, unet: Any, vae: Any, scheduler: SchedulerState, seed: int, width: int, height: int, batch: int,
@@ -86,21 +91,83 @@ class Img2ImgInit:
         state = scheduler
         scheduler = copy.deepcopy(state.scheduler)
         begin = t_start * scheduler.order
-        start_t = scheduler.timesteps[begin:][:1]
         if hasattr(scheduler, "set_begin_index"):
             scheduler.set_begin_index(begin)
-        samples = latents.samples
-        generator = _common.stream(latents.generator_state) if seed < 0 else _common.stream(seed=seed)
-        noise = _common.noise(tuple(samples.shape), generator, samples.device, samples.dtype)
-        noised = scheduler.add_noise(samples, noise, start_t.repeat(samples.shape[0]))
         return {
-            "noised": Latents(noised, latents.scaling_factor, generator.get_state()),
+            "noised": _noised(latents, scheduler, begin, seed),
             "remaining": dataclasses.replace(state, scheduler=scheduler, index=begin),
         }
+
+
+def _size_problems(width: int | None, height: int | None) -> list[ErrorInfo]:
+    return [ErrorInfo("invalid_value", f"{side} {value} is not a multiple of 8 (VAEs work on 8-pixel blocks)", input=side)
+            for side, value in (("width", width), ("height", height)) if value is not None and value % 8]
+
+
+def _noised(latents: Latents, scheduler: Any, begin: int, seed: int) -> Latents:
+    """``latents`` noised to ``scheduler.timesteps[begin]`` with seeded noise (``seed`` < 0: the latents' own stream)."""
+    start_t = scheduler.timesteps[begin:][:1]
+    samples = latents.samples
+    generator = _common.stream(latents.generator_state) if seed < 0 else _common.stream(seed=seed)
+    noise = _common.noise(tuple(samples.shape), generator, samples.device, samples.dtype)
+    noised = scheduler.add_noise(samples, noise, start_t.repeat(samples.shape[0]))
+    return Latents(noised, latents.scaling_factor, generator.get_state())
+
+
+@node("sd.empty_latents", display_name="Empty Latents", category="sd/latents", version="1.0.0")
+class EmptyLatents:
+    """Latents of zeros for an image of ``width`` x ``height`` (ComfyUI's Empty Latent Image).
+
+    Feed them to Add Noise, or to anything that takes latents; for plain txt2img,
+    Noise Latents gives the diffusers pipeline's starting noise directly.
+    """
+
+    unet = Input("UNET", description="gives the latent channels, device and dtype")
+    vae = Input("VAE", description="gives the pixels-per-latent factor and the latent scaling")
+    width = Input("INT", default=512, min=8, max=8192, step=8)
+    height = Input("INT", default=512, min=8, max=8192, step=8)
+    batch = Input("INT", default=1, min=1, max=64)
+    latents = Output("LATENTS")
+
+    def validate_inputs(self, check: ValidationContext, width: int | None = None, height: int | None = None,
+                        **other: Any) -> list[ErrorInfo]:
+        return _size_problems(width, height)
+
+    def run(self, ctx: Context, unet: Any, vae: Any, width: int, height: int, batch: int) -> Latents:
+        import torch
+
+        factor = _common.vae_scale_factor(vae)
+        if width % factor or height % factor:
+            raise ValueError(f"width and height must be multiples of {factor} for this VAE, not {width}x{height}")
+        device, dtype = _common.placement(unet)
+        samples = torch.zeros((batch, unet.config.in_channels, height // factor, width // factor), device=device, dtype=dtype)
+        return Latents(samples, float(vae.config.scaling_factor))
+
+
+@node("sd.add_noise", display_name="Add Noise", category="sd/latents", version="1.0.0")
+class AddNoise:
+    """Noise latents to the scheduler state's current timestep (the first step still to run).
+
+    ComfyUI's KSampler start: with a state whose first steps were skipped (the
+    Scheduler's ``denoise`` or ``start_step``), the latents are noised to where the
+    remaining steps begin. The noise comes from a CPU generator seeded with ``seed``
+    (-1: continue the latents' own stream).
+    """
+
+    latents = Input("LATENTS")
+    scheduler = Input("SCHEDULER", description="the state whose current timestep the noise is scaled for")
+    seed = Input("INT", default=0, min=-1, max=_common.MAX_SEED, widget="seed", description="-1: continue the latents' stream")
+    noised = Output("LATENTS", display_name="latents")
+
+    def run(self, ctx: Context, latents: Latents, scheduler: SchedulerState, seed: int) -> Latents:
+        if scheduler.remaining <= 0:
+            raise ValueError(f"the {scheduler.name} state has no steps left to noise for")
+        # add_noise reads (and may move) the scheduler's sigmas: work on a copy, the state stays as it is
+        return _noised(latents, copy.deepcopy(scheduler.scheduler), scheduler.index, seed)
 
 
 def _no_step_left(strength: float, steps: int) -> str:
     return f"strength {strength} with {steps} steps leaves no step to run (int(steps * strength) is 0); raise the strength or the steps"
 
 
-NODES = [NoiseLatents, Img2ImgInit]
+NODES = [NoiseLatents, Img2ImgInit, EmptyLatents, AddNoise]
