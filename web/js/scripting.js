@@ -1,6 +1,7 @@
 // `window.nodeflow`: the scripting API, for power users in the console and for tests
 // (which read state and geometry through it, and act with the mouse and keyboard).
 
+import { modeOf } from "./modes.js";
 import { MISSING_TYPE } from "./nodes.js";
 
 /** @param {object} e  the composed editor: {view, workspace, inputs, problems, runs, workflows, types, catalogue, withToken} */
@@ -47,6 +48,7 @@ export function scriptingApi(e) {
       return {
         type: node.type === MISSING_TYPE ? node.nf.raw?.type : node.type,
         title: node.title,
+        mode: modeOf(node),
         collapsed: Boolean(node.flags?.collapsed),
         run: node.nf.run ? { ...node.nf.run } : null,
         errors: node.nf.errors.map((x) => ({ ...x })),
@@ -71,6 +73,10 @@ export function scriptingApi(e) {
         const to = view.graph.getNodeById(l.target_id);
         return { from: from?.nf?.id, output: from?.outputs[l.origin_slot]?.name, to: to?.nf?.id, input: to?.inputs[l.target_slot]?.name };
       }),
+    /** Ids of the selected nodes. */
+    selection: () => e.commands.selection().map((n) => n.nf.id),
+    /** The subgraphs open, outermost first: [{name, via, title}] (via: the node opened); [] at the top. */
+    subgraphPath: () => workspace.path.map(({ name, via, title }) => ({ name, via, title })),
     /** The view: {offset: [x, y], scale}. */
     view: () => view.view,
     slotPosition: (id, name, kind) => view.slotPosition(id, name, kind),
