@@ -13,8 +13,8 @@
 //   passed through). A subgraph node shows the states of the nodes inside it combined
 //   (`groupState`, `combineStates`).
 // A run may also report values per node ({"values": {node id: {output: value}}} in its
-// record or final message, the shape of the engine's RunResult.shown_values(); the
-// server does not send them yet), shown on the node.
+// record or final message, the shape of the engine's RunResult.shown_values()), shown
+// on the node.
 
 /**
  * How a run record's node status (the engine's NodeStatus) is drawn. `null`: nothing

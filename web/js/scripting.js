@@ -41,7 +41,7 @@ export function scriptingApi(e) {
     },
     /** Set an exposed workflow input, or "NODE_ID.INPUT", to a literal. */
     setInput: (name, value) => e.inputs.set(name, value),
-    /** What the canvas shows for a node: run state, validation errors, image URLs. */
+    /** What the canvas shows for a node: run state, validation errors, image URLs, the value a run reported (text, or null). */
     nodeState: (id) => {
       const node = view.nodeById(id);
       if (!node) return null;
@@ -54,6 +54,7 @@ export function scriptingApi(e) {
         errors: node.nf.errors.map((x) => ({ ...x })),
         images: [...(node.nf.images || [])],
         hasPreview: Boolean(node.nf.preview),
+        value: node.nf.value ?? null,
       };
     },
     /** The widgets drawn on a node: [{name, kind, value, options}] (kind: number, combo, toggle, text, multiline, button). */
