@@ -58,7 +58,13 @@ export class Commands {
       this.toast.show("Select the nodes to put in a subgraph first (click, Shift+click or Ctrl+drag)");
       return null;
     }
-    const instance = this.workspace.convert(ids);
+    let instance;
+    try {
+      instance = this.workspace.convert(ids);
+    } catch (error) {
+      this.toast.show(`Not converted: ${error.message}`);
+      return null;
+    }
     if (instance) this.view.canvas.selectNodes([instance]);
     return instance;
   }
