@@ -1112,10 +1112,243 @@ def test_menus_offer_nothing_the_engine_does_not_support(page: Page) -> None:
     page.mouse.click(second["x"], second["y"], button="right")
     entries = page.locator(".litecontextmenu .litemenu-entry").all_inner_texts()
     assert "Rename" in entries and "Colors" in entries  # the menu is there...
-    assert not [e for e in entries if e.startswith(("Convert to Subgraph", "Mode", "Properties"))], entries  # ...without these
+    assert {"Mute", "Bypass", "Convert to subgraph"} <= set(entries)  # ...with the engine's modes and subgraphs...
+    litegraphs = ("Convert to Subgraph 🆕", "Mode", "Properties", "Properties Panel", "Shapes")
+    assert not [e for e in entries if e in litegraphs], entries  # ...not litegraph's (Always/On Event/Never/On Trigger...)
     page.keyboard.press("Escape")
-    page.mouse.click(1000, 650)  # close it
+    page.mouse.click(1000, 650)  # close it (and clear the selection)
     page.locator("#graph-canvas").click(position={"x": 1000, "y": 650}, button="right")
     entries = page.locator(".litecontextmenu .litemenu-entry").all_inner_texts()
     assert "Add Group" in entries
-    assert not [e for e in entries if e.startswith("Convert to Subgraph")], entries
+    assert not [e for e in entries if e.startswith(("Convert to Subgraph", "Convert to subgraph"))], entries  # nothing selected
+
+
+# -- node modes and subgraphs ------------------------------------------------------------------
+def text_graph(word: str) -> dict[str, Any]:
+    """Text -> Join Text (b "jumps") -> Write Text "joined.txt", and Text -> Write Text "plain.txt"."""
+    return {
+        "format": "nodeflow/graph",
+        "version": 2,
+        "nodes": {
+            "text": {"type": "core.string", "inputs": {"value": word}, "ui": {"pos": [40, 40]}},
+            "join": {"type": "core.join_text", "inputs": {"a": {"node": "text", "output": "out"}, "b": "jumps"}, "ui": {"pos": [360, 40]}},
+            "joined": {"type": "srvtest.write_text", "inputs": {"text": {"node": "join", "output": "text"}, "name": "joined.txt"}, "ui": {"pos": [700, 40]}},
+            "plain": {"type": "srvtest.write_text", "inputs": {"text": {"node": "text", "output": "out"}, "name": "plain.txt"}, "ui": {"pos": [700, 320]}},
+        },
+        "inputs": {},
+        "meta": {"name": "modes-demo"},
+    }
+
+
+def run_from_page(page: Page) -> dict[str, Any]:
+    """Press Run and wait for the run the canvas shows to finish; its record."""
+    before = page.evaluate("nodeflow.lastRun()?.id ?? null")
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.wait_for_function("old => nodeflow.lastRun() && nodeflow.lastRun().id !== old", arg=before)
+    return page.evaluate("id => nodeflow.waitForRun(id)", page.evaluate("nodeflow.lastRun().id"))
+
+
+def written(server: Server, run: dict[str, Any], node: str) -> list[str]:
+    """The texts a Write Text node of a finished run wrote."""
+    return [server.get_bytes(o["url"]).decode() for o in run["outputs"] if o["node"] == node]
+
+
+def test_ctrl_m_mutes_a_node_so_it_does_not_run(page: Page, server: Server) -> None:
+    load(page, text_graph(f"fox {time.time_ns()}"))
+    title = at(page, "titlePosition", "plain")
+    page.mouse.click(title["x"], title["y"])
+    page.keyboard.press("Control+m")
+    assert graph_of(page)["nodes"]["plain"]["mode"] == "muted"
+    # the node menu sets modes too (on the node, when it is not selected)
+    title = at(page, "titlePosition", "plain")
+    page.mouse.click(title["x"], title["y"], button="right")
+    page.locator(".litecontextmenu .litemenu-entry", has_text="Unmute").click()
+    assert "mode" not in graph_of(page)["nodes"]["plain"]
+    page.keyboard.press("Control+z")  # undo covers modes
+    assert graph_of(page)["nodes"]["plain"]["mode"] == "muted"
+
+    run = run_from_page(page)
+    assert run["status"] == "succeeded"
+    assert [o["node"] for o in run["outputs"]] == ["joined"]  # the muted writer wrote nothing
+    assert server.get(f"/api/runs/{run['id']}")["nodes"]["plain"]["status"] == "muted"
+    page.wait_for_function("nodeflow.nodeState('plain').run?.status === 'muted'")
+    assert page.evaluate("nodeflow.nodeState('joined').run.status") == "done"
+    page.mouse.click(1100, 700)
+    shot(page, "muted-node")
+    reload(page)
+    assert graph_of(page)["nodes"]["plain"]["mode"] == "muted"
+
+
+def test_ctrl_b_bypasses_a_node_and_the_result_equals_the_graph_without_it(page: Page, server: Server) -> None:
+    word = f"fox {time.time_ns()}"
+    load(page, text_graph(word))
+    title = at(page, "titlePosition", "join")
+    page.mouse.click(title["x"], title["y"])
+    page.keyboard.press("Control+b")
+    assert graph_of(page)["nodes"]["join"]["mode"] == "bypassed"
+    run = run_from_page(page)
+    assert run["status"] == "succeeded", run
+    page.wait_for_function("nodeflow.nodeState('join').run?.status === 'bypassed'")
+
+    without = text_graph(word)  # Text straight into the writer
+    del without["nodes"]["join"]
+    without["nodes"]["joined"]["inputs"]["text"] = {"node": "text", "output": "out"}
+    status, created = server.post("/api/runs", {"graph": without})
+    assert status == 202, created
+    reference = server.wait_run(created["id"])
+    assert written(server, run, "joined") == written(server, reference, "joined") == [word]
+    page.mouse.click(1100, 700)
+    shot(page, "bypassed-node")
+
+
+def ctrl_drag(page: Page, start: dict[str, float], end: dict[str, float]) -> None:
+    """Select by rectangle: Ctrl held, drag from ``start`` to ``end``."""
+    page.keyboard.down("Control")
+    drag(page, start, end)
+    page.keyboard.up("Control")
+
+
+def image_pixels(server: Server, run: dict[str, Any]) -> bytes:
+    from PIL import Image
+
+    url = next(o["url"] for o in run["outputs"] if o["kind"] == "image")
+    return Image.open(io.BytesIO(server.get_bytes(url))).convert("RGB").tobytes()
+
+
+def open_subgraph_by_double_click(page: Page, node: str) -> None:
+    """Double-click the body of subgraph node ``node`` (below its widgets, where it says so).
+
+    A double-click needs the page to take both presses within litegraph's 500 ms; a busy
+    page redrawing a big graph in software may not, so tests with a big graph use the menu.
+    """
+    x, y, w, h = page.evaluate("id => nodeflow.graph.nodes.find((n) => n.nf.id === id).boundingRect", node)
+    spot = at(page, "toPage", x + w / 2, y + h - 8)
+    double_click(page, spot["x"], spot["y"], page.get_by_role("navigation", name="Subgraph path"))
+
+
+def open_subgraph_from_its_menu(page: Page, node: str) -> None:
+    """Right-click the title of subgraph node ``node``, choose "Open subgraph"."""
+    title = at(page, "titlePosition", node)
+    page.mouse.click(title["x"], title["y"], button="right")
+    page.locator(".litecontextmenu .litemenu-entry", has_text="Open subgraph").click()
+    page.get_by_role("navigation", name="Subgraph path").wait_for()
+
+
+def test_three_nodes_become_a_subgraph_that_runs_the_same_pixels_and_opens_to_edit(page: Page, server: Server) -> None:
+    assert page.evaluate("nodeflow.openedWorkflow()") == "txt2img"  # the first visit's graph
+    page.get_by_label("steps", exact=True).fill("3")
+    page.get_by_label("seed", exact=True).fill(str(time.time_ns() % 100_000))
+    before = run_from_page(page)
+    assert before["status"] == "succeeded", before
+
+    # Ctrl+drag a rectangle that meets Prompt, Negative Prompt and Encode Negative only
+    page.evaluate("nodeflow.canvas.ds.scale = 1; nodeflow.canvas.ds.offset = [20, 20]; nodeflow.canvas.setDirty(true, true)")
+    box = page.evaluate("() => Object.fromEntries(nodeflow.graph.nodes.map((n) => [n.nf.id, [...n.boundingRect]]))")
+    x0, y0 = box["prompt"][0] + box["prompt"][2] - 8, box["encode_prompt"][1] + box["encode_prompt"][3] + 6
+    x1, y1 = box["encode_negative"][0] + 8, box["negative"][1] + 8
+    ctrl_drag(page, at(page, "toPage", x0, y0), at(page, "toPage", x1, y1))
+    assert sorted(page.evaluate("nodeflow.selection()")) == ["encode_negative", "negative", "prompt"]
+    title = at(page, "titlePosition", "negative")
+    page.mouse.click(title["x"], title["y"], button="right")
+    page.locator(".litecontextmenu .litemenu-entry", has_text="Convert to subgraph").click()
+    graph = graph_of(page)
+    (instance,) = [n for n, d in graph["nodes"].items() if d["type"].startswith("subgraph:")]
+    name = graph["nodes"][instance]["type"].removeprefix("subgraph:")
+    assert set(graph["subgraphs"][name]["nodes"]) == {"prompt", "negative", "encode_negative"}
+    assert graph["nodes"]["denoise"]["inputs"]["negative"]["node"] == instance
+    assert graph["inputs"]["prompt"]["node"] == instance  # the workflow input still sets the prompt
+    assert page.evaluate("id => nodeflow.nodeState(id).type", instance) == f"subgraph:{name}"  # drawn as itself, not a stand-in
+    assert page.get_by_label("prompt", exact=True).input_value() == "a handwritten digit seven"
+    shot(page, "subgraph-made")
+
+    same = run_from_page(page)
+    assert same["status"] == "succeeded", same
+    assert image_pixels(server, same) == image_pixels(server, before)
+
+    # open it, change Encode Negative's clip_skip with its widget's arrow, go back
+    whole = page.evaluate("JSON.stringify(nodeflow.getGraph())")
+    open_subgraph_from_its_menu(page, instance)
+    assert page.evaluate("nodeflow.subgraphPath()")[0]["name"] == name
+    assert page.evaluate("JSON.stringify(nodeflow.getGraph())") == whole  # opening is not an edit
+    assert page.evaluate("nodeflow.widgets('encode_negative').find((w) => w.name === 'clip_skip').value") == 1
+    x, _, w, _ = page.evaluate("nodeflow.graph.nodes.find((n) => n.nf.id === 'encode_negative').boundingRect")
+    arrow = {"x": at(page, "toPage", x + w - 22, 0)["x"], "y": at(page, "widgetPosition", "encode_negative", "clip_skip")["y"]}
+    page.mouse.click(arrow["x"], arrow["y"])
+    assert page.evaluate("nodeflow.widgets('encode_negative').find((w) => w.name === 'clip_skip').value") == 2
+    shot(page, "subgraph-open")
+    page.get_by_role("button", name="Back").click()
+    page.get_by_role("navigation", name="Subgraph path").wait_for(state="hidden")
+    edited = graph_of(page)
+    assert edited["subgraphs"][name]["nodes"]["encode_negative"]["inputs"]["clip_skip"] == 2
+
+    changed = run_from_page(page)
+    assert changed["status"] == "succeeded", changed
+    assert image_pixels(server, changed) != image_pixels(server, before)
+    assert server.get(f"/api/runs/{changed['id']}")["nodes"][f"{instance}/encode_negative"]["status"] == "ran"
+    page.wait_for_function("id => nodeflow.nodeState(id).run?.status === 'done'", arg=instance)  # the inner runs, on the subgraph node
+
+    # saved, reloaded, opened again and saved again: the same bytes
+    page.get_by_label("Workflow name").fill("digits-in-a-subgraph")
+    page.get_by_role("button", name="Save", exact=True).click()
+    toast(page, 'Saved "digits-in-a-subgraph"')
+    saved = server.data_dir / "workflows" / "digits-in-a-subgraph.json"
+    first = saved.read_bytes()
+    reload(page)
+    assert graph_of(page) == edited
+    open_workflow(page, "digits-in-a-subgraph")
+    open_subgraph_from_its_menu(page, instance)
+    page.get_by_role("button", name="Back").click()
+    page.get_by_role("button", name="Save", exact=True).click()
+    toast(page, 'Saved "digits-in-a-subgraph"')
+    assert saved.read_bytes() == first
+
+
+def adder_graph(value: int) -> dict[str, Any]:
+    """Integer -> subgraph node "box" (Add + Show Value inside, the Show Value left unlinked)."""
+    return {
+        "format": "nodeflow/graph",
+        "version": 2,
+        "nodes": {
+            "n": {"type": "core.int", "inputs": {"value": value}, "ui": {"pos": [40, 40]}},
+            "box": {"type": "subgraph:adder", "inputs": {"x": {"node": "n", "output": "out"}}, "ui": {"pos": [360, 40], "title": "Adder"}},
+        },
+        "inputs": {},
+        "subgraphs": {"adder": {
+            "nodes": {
+                "add": {"type": "core.add", "inputs": {"b": 2}, "ui": {"pos": [300, 40]}},
+                "show": {"type": "core.show", "inputs": {}, "ui": {"pos": [620, 40]}},
+            },
+            "inputs": {"x": {"targets": [{"node": "add", "input": "a"}]}},
+            "outputs": {},
+        }},
+        "meta": {"name": "adder"},
+    }
+
+
+def test_problems_and_run_states_inside_a_subgraph_show_on_its_node_and_inside(page: Page) -> None:
+    value = time.time_ns() % 1_000_000_007
+    load(page, adder_graph(value))
+    page.get_by_role("button", name="Run", exact=True).click()
+    problem = page.locator("#problems .problem").first
+    problem.wait_for()
+    assert (problem.get_attribute("data-node"), problem.get_attribute("data-input")) == ("box/show", "value")
+    errors = page.evaluate("nodeflow.nodeState('box').errors")
+    assert len(errors) == 1 and errors[0]["message"].startswith("show: ")  # on the subgraph node, naming the inner one
+
+    # inside (from the node's menu), the mark is on the inner node's input; link it there
+    open_subgraph_from_its_menu(page, "box")
+    assert page.evaluate("nodeflow.subgraphPath()") == [{"name": "adder", "via": "box", "title": "Adder"}]
+    assert [(e["input"], e["code"]) for e in page.evaluate("nodeflow.nodeState('show').errors")] == [("value", "missing_input")]
+    drag(page, at(page, "slotPosition", "add", "total", "output"), at(page, "slotPosition", "show", "value", "input"))
+    assert page.evaluate("nodeflow.nodeState('show').errors") == []
+    page.get_by_role("button", name="Back").click()
+
+    run = run_from_page(page)
+    assert run["status"] == "succeeded", run
+    page.wait_for_function("nodeflow.nodeState('box').run?.status === 'done'")
+    assert page.evaluate("nodeflow.problems()") == []
+    open_subgraph_by_double_click(page, "box")
+    page.wait_for_function("nodeflow.nodeState('show').run?.status === 'done'")
+    assert page.evaluate("nodeflow.nodeState('add').run.status") == "done"
+    assert page.evaluate("nodeflow.nodeState('show').value") == repr(float(value + 2))  # what it showed, on it
+    shot(page, "subgraph-run-inside")

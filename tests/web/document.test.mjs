@@ -99,7 +99,7 @@ test("a version 1 document opens and is written in the server's version", () => 
   assert.deepEqual({ ...saved, version: 1 }, original);
 });
 
-test("node modes are kept (the editor does not set them yet)", () => {
+test("node modes are kept", () => {
   const original = doc({ 1: { type: "core.int", inputs: {}, mode: "muted", ui: { pos: [0, 0] } } });
   assert.deepEqual(roundTrip(original).saved, original);
 });

@@ -2,7 +2,7 @@
 // what each run did to each node, from websocket messages and run records.
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { RunBook } from "../../web/js/runstate.js";
+import { combineStates, RunBook } from "../../web/js/runstate.js";
 import { VOCABULARY } from "./fixtures.mjs";
 
 const book = () => new RunBook(VOCABULARY);
@@ -183,4 +183,42 @@ test("values a run reports per node are kept, from its end message or its record
   assert.equal(b.nodeValue("r", "other"), undefined);
   b.reconcile("r", { status: "succeeded", nodes: {} }); // a server that sends no values keeps what was known
   assert.deepEqual(b.nodeValue("r", "show"), { text: "five and a half" });
+});
+
+test("muted and bypassed nodes show those statuses from the run record; nodes not needed show nothing", () => {
+  const b = book();
+  b.queued("r", "g", "x", ["1", "3"]);
+  b.handle(msg("run_started", "r"));
+  b.handle(msg("node_finished", "r", { node: "1", seconds: 0.01 }));
+  b.handle(msg("run_succeeded", "r"));
+  b.reconcile("r", {
+    status: "succeeded",
+    nodes: { 1: { status: "ran" }, 2: { status: "bypassed" }, 3: { status: "muted" }, 4: { status: "muted" }, 5: { status: "not_needed" } },
+  });
+  assert.deepEqual(["1", "2", "3", "4", "5"].map((id) => b.nodeState("r", id).status), ["done", "bypassed", "muted", "muted", undefined]);
+});
+
+test("a subgraph node shows the states of the nodes inside it combined", () => {
+  const b = book();
+  b.queued("r", "g", "x", ["sg/a", "sg/b", "sg/c", "out"]);
+  assert.equal(b.groupState("r", "sg/").status, "queued");
+  b.handle(msg("run_started", "r"));
+  b.handle(msg("node_finished", "r", { node: "sg/a", seconds: 0.25 }));
+  assert.equal(b.groupState("r", "sg/").status, "running"); // some done, some to come
+  b.handle(msg("progress", "r", { node: "sg/b", value: 2, max: 5 }));
+  assert.deepEqual(b.groupState("r", "sg/"), { status: "running", value: 2, max: 5 });
+  b.handle(msg("node_finished", "r", { node: "sg/b", seconds: 0.5 }));
+  b.handle(msg("node_failed", "r", { node: "sg/c", error: { code: "node_failed", node: "sg/c", message: "boom" } }));
+  assert.deepEqual(b.groupState("r", "sg/"), { status: "error", message: "c: boom" });
+  assert.equal(b.groupState("r", "other/").status, undefined);
+});
+
+test("combined states: done adds the seconds up, cached when all were, muted when none ran", () => {
+  const s = (status, extra = {}) => ({ status, ...extra });
+  assert.deepEqual(combineStates([["a", s("done", { seconds: 1 })], ["b", s("cached")], ["c", s("muted")]]), { status: "done", seconds: 1 });
+  assert.deepEqual(combineStates([["a", s("cached")], ["b", s("cached")]]), { status: "cached" });
+  assert.deepEqual(combineStates([["a", s("muted")], ["b", s("bypassed")]]), { status: "muted" });
+  assert.deepEqual(combineStates([["a", s("bypassed")]]), { status: "bypassed" });
+  assert.deepEqual(combineStates([["a", s("lost")], ["b", s("done")]]), { status: "lost" });
+  assert.deepEqual(combineStates([]), {});
 });

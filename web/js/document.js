@@ -1,34 +1,29 @@
 // Converts between the litegraph canvas and the nodeflow graph document
-// ({"format", "version", "nodes", "inputs", "meta"}), the one file format the CLI runs
-// and the server stores. The format's name and version come from the server's
+// ({"format", "version", "nodes", "inputs", "subgraphs", "meta"}), the one file format the
+// CLI runs and the server stores. The format's name and version come from the server's
 // vocabulary (vocabulary.js). Editor-only data goes under a node's "ui" or the graph's
 // "meta.editor" (groups, reroutes), which the executor ignores.
 //
 // Round trips are exact for what the editor understands: node ids, input order,
 // literals left out of a document (so their default applies) stay left out, unknown
-// "ui" keys and unknown inputs are carried through untouched, and a node whose type
-// the server does not know is kept verbatim (see MissingNode).
+// "ui" keys and unknown inputs are carried through untouched, node modes are kept, and
+// a node whose type the server does not know is kept verbatim (see MissingNode). The
+// document's subgraphs travel beside the canvas (each gets a node class first, so its
+// instances have their sockets); subgraphs.js edits them.
 //
 // Only litegraph's public API is used: graph.nodes, graph.groups, graph.reroutes,
 // graph.getLink(), graph.setReroute().
 
 import { LGraphGroup, LiteGraph } from "../vendor/litegraph.es.js";
-import { MISSING_TYPE } from "./nodes.js";
+import { ACTIVE, litegraphMode, modeOf } from "./modes.js";
+import { MISSING_TYPE, registerSubgraphTypes } from "./nodes.js";
+import { isLink } from "./subgraphs.js";
+
+export { isLink };
 
 /** An empty graph document in the server's format. */
 export function emptyDocument(vocabulary) {
   return { format: vocabulary.graphFormat, version: vocabulary.graphVersion, nodes: {}, inputs: {}, meta: {} };
-}
-
-export function isLink(value) {
-  return (
-    value !== null &&
-    typeof value === "object" &&
-    !Array.isArray(value) &&
-    Object.keys(value).length === 2 &&
-    typeof value.node === "string" &&
-    typeof value.output === "string"
-  );
 }
 
 /** Problems that stop a document from loading at all (the server validates the rest); null when none. */
@@ -87,6 +82,7 @@ export function loadDocument(graph, doc, vocabulary) {
   if (problem) throw new Error(problem);
   const nodesDoc = doc.nodes || {};
   graph.clear();
+  registerSubgraphTypes(doc.subgraphs);
   const byId = createNodes(nodesDoc);
   addStandInSlots(nodesDoc, byId);
   for (const node of byId.values()) graph.add(node, true);
@@ -107,8 +103,11 @@ function createNodes(nodesDoc) {
     node.nf.id = String(id);
     const ui = nodeDoc?.ui && typeof nodeDoc.ui === "object" ? nodeDoc.ui : {};
     applyUi(node, ui);
-    if (nodeDoc?.mode && nodeDoc.mode !== "active") node.nf.mode = nodeDoc.mode; // kept; drawn once the editor sets modes
-    if (!known) {
+    applyMode(node, nodeDoc?.mode);
+    if (node.nf.boundary) {
+      node.nf.raw = structuredClone(nodeDoc);
+      node.setSockets(nodeDoc.sockets);
+    } else if (!known) {
       node.nf.raw = structuredClone(nodeDoc ?? {});
       node.title = ui.title ?? `${nodeDoc?.type ?? "?"} (missing)`;
     } else {
@@ -118,6 +117,19 @@ function createNodes(nodesDoc) {
     byId.set(String(id), node);
   }
   return byId;
+}
+
+function applyMode(node, mode) {
+  const number = litegraphMode(mode);
+  if (number !== undefined) node.mode = number;
+  else node.nf.unknownMode = mode; // a spelling this editor does not know: kept, for the engine to judge
+}
+
+/** The `mode` a node's document gets: none when active (the default), else its spelling. */
+function modeField(node) {
+  const mode = modeOf(node);
+  if (mode !== ACTIVE) return mode;
+  return node.nf.unknownMode;
 }
 
 function applyUi(node, ui) {
@@ -160,7 +172,7 @@ function wantedOutputs(nodesDoc) {
 function addStandInSlots(nodesDoc, byId) {
   const wanted = wantedOutputs(nodesDoc);
   for (const [id, node] of byId) {
-    if (!node.nf.raw) continue;
+    if (!node.nf.raw || node.nf.boundary) continue;
     for (const [name, value] of Object.entries(node.nf.raw.inputs || {})) {
       if (!isLink(value)) continue;
       const type = byId.get(value.node)?.outputs?.find((o) => o.name === value.output)?.type ?? "*";
@@ -304,6 +316,9 @@ export function nodeDocument(graph, node) {
       else delete raw.inputs[slot.name];
     }
     raw.ui = { ...(raw.ui || {}), ...ui };
+    const mode = modeField(node);
+    if (mode !== undefined) raw.mode = mode;
+    else delete raw.mode;
     return raw;
   }
   const schema = node.constructor.nfSchema;
@@ -320,7 +335,8 @@ export function nodeDocument(graph, node) {
   for (const [name, value] of Object.entries(node.nf.extraInputs)) {
     if (!(name in inputs) && !schema.inputs.some((s) => s.name === name)) inputs[name] = value;
   }
-  return node.nf.mode ? { type: node.type, inputs, mode: node.nf.mode, ui } : { type: node.type, inputs, ui };
+  const mode = modeField(node);
+  return mode !== undefined ? { type: node.type, inputs, mode, ui } : { type: node.type, inputs, ui };
 }
 
 function rerouteDocuments(graph) {

@@ -4,18 +4,23 @@
 //
 // Configuration made here:
 //   * the one connection rule is the server's table (types.js);
-//   * menus show only what the engine supports: litegraph's "Convert to Subgraph" and
-//     node modes ("Mode", the properties panel that edits it) are removed until the
-//     engine has them, and so are edits the document cannot keep (shapes);
+//   * menus show only what the engine supports: litegraph's own "Convert to Subgraph"
+//     (litegraph's subgraphs, not the engine's) and node modes ("Mode" with litegraph's
+//     Always/On Event/Never/On Trigger, the properties panel that edits it) are removed,
+//     and so are edits the document cannot keep (shapes); the editor's own entries for
+//     modes and subgraphs come from commands.js;
+//   * muted nodes are drawn dimmed and bypassed ones purple, as ComfyUI draws them;
 //   * the canvas search box (double-click, or a link released on empty space) finds
 //     nodes with the same matcher as the library (search.js).
 
-import { CanvasPointer, LGraph, LGraphCanvas, LGraphGroup, LiteGraph } from "../vendor/litegraph.es.js";
+import { CanvasPointer, LGraph, LGraphCanvas, LGraphEventMode, LGraphGroup, LiteGraph } from "../vendor/litegraph.es.js";
 import { valueHeight } from "./nodedraw.js";
 
 /** Below this zoom litegraph draws plain boxes; the fitted view never goes below it. */
 export const LOW_DETAIL_ZOOM = 0.45;
 const READABLE_ZOOM = 0.5;
+/** How opaque muted and bypassed nodes are drawn (ComfyUI: 0.4, and 0.2 on its magenta ground; a little more here, to stay legible). */
+const MODE_ALPHA = { [LGraphEventMode.NEVER]: 0.4, [LGraphEventMode.BYPASS]: 0.35 };
 const HIDDEN_MENU_ENTRIES = [/^Convert to Subgraph/, /^Mode$/, /^Properties/, /^Shapes$/, /^Inputs$/, /^Outputs$/];
 
 /** Menu entries without those the engine does not support (and with no doubled separators). */
@@ -35,9 +40,9 @@ export class GraphView {
   /**
    * @param {HTMLCanvasElement} element
    * @param {HTMLElement} wrap  the element whose size the canvas takes
-   * @param {{types, search: (query) => string[], rename: (node) => void}} deps
+   * @param {{types, search: (query) => string[], rename: (node) => void, canvasMenu: () => object[]}} deps
    */
-  constructor(element, wrap, { types, search, rename }) {
+  constructor(element, wrap, { types, search, rename, canvasMenu: extraCanvasMenu = () => [] }) {
     configureLiteGraph(types);
     this.wrap = wrap;
     this.graph = new LGraph();
@@ -52,7 +57,17 @@ export class GraphView {
     const canvasMenu = canvas.getCanvasMenuOptions.bind(canvas);
     const renameEntry = { Title: { content: "Rename", callback: (_v, _o, _e, _m, node) => rename(node) } };
     canvas.getNodeMenuOptions = (node) => supportedMenu(nodeMenu(node), renameEntry);
-    canvas.getCanvasMenuOptions = () => supportedMenu(canvasMenu());
+    canvas.getCanvasMenuOptions = () => supportedMenu([...canvasMenu(), ...extraCanvasMenu()]);
+    const drawNode = canvas.drawNode.bind(canvas);
+    canvas.drawNode = (node, ctx) => {
+      const alpha = canvas.editor_alpha;
+      if (node.mode in MODE_ALPHA) canvas.editor_alpha = alpha * MODE_ALPHA[node.mode];
+      try {
+        drawNode(node, ctx);
+      } finally {
+        canvas.editor_alpha = alpha;
+      }
+    };
     this.resize();
     window.addEventListener("resize", () => this.resize());
   }

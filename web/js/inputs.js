@@ -45,6 +45,7 @@ export class InputsPanel {
     this.form = form;
     this.workspace = workspace;
     workspace.on("loaded", () => this.render());
+    workspace.on("scope", () => this.render());
     workspace.on("edited", () => this.render());
   }
 
@@ -52,10 +53,10 @@ export class InputsPanel {
     return this.workspace.state.inputs || {};
   }
 
-  /** Node menu entries: expose an input that has a widget, or stop exposing it. */
+  /** Node menu entries: expose an input that has a widget, or stop exposing it (at the top level: graph inputs name top-level nodes). */
   menu(node) {
     const schema = node.constructor.nfSchema;
-    if (!schema) return [];
+    if (!schema || this.workspace.path.length) return [];
     const options = [];
     for (const spec of schema.inputs) {
       const exposedAs = Object.entries(this.inputs).find(([, t]) => t.node === node.nf.id && t.input === spec.name)?.[0];
@@ -107,6 +108,15 @@ export class InputsPanel {
 
   render() {
     const form = this.form;
+    if (this.workspace.path.length) {
+      // graph inputs set nodes at the top; a subgraph's own inputs are its node's sockets
+      form.dataset.keys = "";
+      const p = document.createElement("p");
+      p.className = "empty";
+      p.textContent = "Set at the top of the graph: go back (← Back above the canvas) to edit them.";
+      form.replaceChildren(p);
+      return;
+    }
     const entries = Object.entries(this.inputs);
     const keys = entries.map(([k]) => k).join("\u0000");
     const active = document.activeElement;

@@ -6,6 +6,7 @@
 //   library.js     the node library              inputs.js     the workflow inputs panel
 //   problems.js    validation problems           workflows.js  workflows and files
 //   runs.js        runs (+ runstate.js, queue.js, gallery.js)
+//   commands.js    node modes and subgraphs (+ modes.js, subgraphs.js, breadcrumb.js)
 //   shortcuts.js, minimap.js, theme.js, textedit.js, assets.js, drops.js, dialogs.js
 //
 // Everything the editor knows about nodes, types and the shared vocabulary comes from
@@ -13,6 +14,8 @@
 
 import { api, connectEvents, withToken } from "./api.js";
 import { Assets } from "./assets.js";
+import { Breadcrumb } from "./breadcrumb.js";
+import { Commands } from "./commands.js";
 import { Confirm, renderShortcuts, Toast } from "./dialogs.js";
 import { emptyDocument } from "./document.js";
 import { bindDrops } from "./drops.js";
@@ -20,6 +23,7 @@ import { GraphView } from "./graphview.js";
 import { InputsPanel } from "./inputs.js";
 import { Library } from "./library.js";
 import { Minimap } from "./minimap.js";
+import { BYPASSED, MUTED } from "./modes.js";
 import { registerNodeTypes } from "./nodes.js";
 import { ProblemsPanel } from "./problems.js";
 import { Runs } from "./runs.js";
@@ -74,14 +78,16 @@ function compose(catalogue) {
     types,
     search: (query) => matchNodes(query, schemas).map((s) => s.id),
     rename: (node) => host.rename(node),
+    canvasMenu: () => host.canvasMenu?.() ?? [],
   });
   followSystemTheme(view, host);
   const workspace = new Workspace({ view, vocabulary, session });
+  const commands = new Commands({ view, workspace, toast });
   const titles = new TitleEditor($("title-editor"), view, (node, title) => {
     node.title = title;
     workspace.changed(`${node.nf.id}.title`);
   });
-  const problems = new ProblemsPanel($("problems"), view);
+  const problems = new ProblemsPanel($("problems"), view, (flatId) => workspace.locate(flatId));
   const workflows = new Workflows(topBar(), { api, workspace, confirm, toast, vocabulary });
   const textEditor = new TextEditor($("text-editor"), view.canvas);
   const book = new RunBook(vocabulary);
@@ -90,8 +96,9 @@ function compose(catalogue) {
     beforeRun: () => textEditor.apply(),
   });
   return {
-    catalogue, vocabulary, types, schemas, toast, host, view, workspace, titles, problems, workflows, textEditor, book, runs,
+    catalogue, vocabulary, types, schemas, toast, host, view, workspace, commands, titles, problems, workflows, textEditor, book, runs,
     inputs: new InputsPanel($("graph-inputs"), workspace),
+    breadcrumb: new Breadcrumb($("breadcrumb"), workspace),
     assets: new Assets({ api, withToken, view, toast }),
     minimap: new Minimap($("minimap"), view),
     withToken,
@@ -100,7 +107,7 @@ function compose(catalogue) {
 
 /** Connect the parts: what node widgets call, panels, drops, keys. */
 function wire(parts) {
-  const { host, view, workspace, assets, inputs, titles, textEditor, problems, workflows, runs, toast } = parts;
+  const { host, view, workspace, commands, assets, inputs, titles, textEditor, problems, workflows, runs, toast } = parts;
   Object.assign(host, {
     editText: (node, widget, done) => textEditor.open(node, widget, done),
     uploadImage: () => assets.pickAndUpload(),
@@ -109,8 +116,10 @@ function wire(parts) {
     modelChoices: (spec) => assets.modelChoices(spec),
     changed: (node, input) => workspace.changed(node && input ? `${node.nf?.id}.${input}` : null),
     touched: () => workspace.touched(),
-    menu: (node) => inputs.menu(node),
+    menu: (node) => [...commands.menu(node), ...inputs.menu(node)],
+    canvasMenu: () => commands.canvasMenu(),
     rename: (node) => titles.open(node),
+    openSubgraph: (node) => commands.open(node),
   });
   registerNodeTypes(parts.catalogue, host);
   const added = () => workspace.changed();
@@ -120,7 +129,11 @@ function wire(parts) {
     problems.clear();
     assets.loaded();
   });
-  bindUi({ workspace, workflows, runs, view, toast });
+  workspace.on("scope", () => {
+    problems.mark();
+    assets.loaded();
+  });
+  bindUi({ workspace, workflows, runs, view, commands, toast });
   bindDrops({ wrap: $("canvas-wrap"), hint: $("drop-hint") }, { view, workflows, assets, toast, added });
 }
 
@@ -152,7 +165,7 @@ function runElements() {
   };
 }
 
-function bindUi({ workspace, workflows, runs, view, toast }) {
+function bindUi({ workspace, workflows, runs, view, commands, toast }) {
   const guard = (fn) => () => Promise.resolve().then(fn).catch((e) => toast.show(e.message));
   const history = workspace.history;
   history.onChange = () => {
@@ -173,6 +186,8 @@ function bindUi({ workspace, workflows, runs, view, toast }) {
     group: () => {
       if (!view.groupSelection()) toast.show("Select nodes first (click, Shift+click or Ctrl+drag), then Ctrl+G");
     },
+    mute: () => commands.toggleMode(MUTED),
+    bypass: () => commands.toggleMode(BYPASSED),
     help: () => (help.open ? help.close() : help.showModal()),
   });
 }

@@ -1,8 +1,10 @@
 // What the canvas draws on top of a node: its state in the run shown (queued, running
-// with progress, cached, done, error, cancelled, connection lost), the latest preview or
-// result image, and validation errors next to the inputs they concern.
+// with progress, cached, done, error, cancelled, connection lost, muted, bypassed), the
+// latest preview or result image, validation errors next to the inputs they concern, its
+// mode (muted, bypassed) in the title bar, and the marks of subgraph nodes.
 
 import { LiteGraph } from "../vendor/litegraph.es.js";
+import { ACTIVE, modeOf } from "./modes.js";
 
 const STATUS_COLOURS = {
   queued: "#8a8f98",
@@ -12,6 +14,8 @@ const STATUS_COLOURS = {
   error: "#ff5c5c",
   cancelled: "#d9a400",
   lost: "#9aa0a6",
+  muted: "#8a8f98",
+  bypassed: "#b36bd6",
 };
 const VALUE_LINES = 6;
 
@@ -21,6 +25,7 @@ export function drawNodeState(node, ctx, lowQuality) {
   if (!nf) return;
   const status = nf.errors.length ? "error" : nf.run?.status;
   if (status) drawStatus(node, ctx, status, lowQuality);
+  if (!lowQuality) drawMode(node, ctx);
   if (node.flags?.collapsed) return;
   const image = nf.preview || nf.imageElements?.[0];
   if (image && image.complete && image.naturalWidth) drawImage(node, ctx, image, lowQuality);
@@ -82,6 +87,42 @@ function drawImage(node, ctx, image, lowQuality) {
     ctx.font = "11px sans-serif";
     ctx.fillText(`1 of ${count}`, 10, h - 6);
   }
+}
+
+/** "muted" or "bypassed" at the right of the title bar (the colours say it too, as in ComfyUI). */
+function drawMode(node, ctx) {
+  const mode = modeOf(node);
+  if (mode === ACTIVE) return;
+  const titleH = LiteGraph.NODE_TITLE_HEIGHT;
+  const width = node.flags?.collapsed ? node._collapsed_width ?? node.size[0] : node.size[0];
+  ctx.save();
+  ctx.font = "italic 11px sans-serif";
+  ctx.textAlign = "right";
+  ctx.fillStyle = LiteGraph.NODE_TITLE_COLOR;
+  ctx.fillText(mode, width - 8, -titleH / 2 + 4);
+  ctx.restore();
+}
+
+/** A subgraph node says so, and how to open it, below its sockets. */
+export function drawSubgraphMark(node, ctx) {
+  if (node.flags?.collapsed) return;
+  ctx.save();
+  ctx.font = "11px sans-serif";
+  ctx.textAlign = "left";
+  ctx.fillStyle = LiteGraph.WIDGET_SECONDARY_TEXT_COLOR;
+  ctx.fillText("▣ subgraph · double-click to open", 10, node.size[1] - 6);
+  ctx.restore();
+}
+
+/** A boundary node of an open subgraph says what it carries. */
+export function drawBoundaryHint(node, ctx, text) {
+  if (node.flags?.collapsed) return;
+  ctx.save();
+  ctx.font = "italic 11px sans-serif";
+  ctx.textAlign = "left";
+  ctx.fillStyle = LiteGraph.WIDGET_SECONDARY_TEXT_COLOR;
+  ctx.fillText(text, 10, node.size[1] - 6);
+  ctx.restore();
 }
 
 /** A value the run reported for this node (core.show), below its widgets. */

@@ -25,12 +25,27 @@
 //   touched()               the graph may have changed (links): check soon
 //   menu(node)              extra context-menu entries
 //   rename(node)            open the title editor
+//   openSubgraph(node)      open the subgraph a subgraph node runs
+//
+// Node modes are litegraph's `node.mode` (modes.js): muted nodes are drawn dimmed,
+// bypassed ones purple, as ComfyUI draws them. A document's subgraphs get a class each
+// (registerSubgraphTypes, when the document is drawn), built from subgraphSchema() like
+// any node's; while a subgraph is open, two boundary nodes carry its inputs and outputs.
 
-import { LGraphNode, LiteGraph } from "../vendor/litegraph.es.js";
-import { drawNodeState } from "./nodedraw.js";
+import { LGraphEventMode, LGraphNode, LiteGraph } from "../vendor/litegraph.es.js";
+import { drawBoundaryHint, drawNodeState, drawSubgraphMark } from "./nodedraw.js";
+import { SUBGRAPH_INPUTS, SUBGRAPH_OUTPUTS, SUBGRAPH_PREFIX, subgraphSchema } from "./subgraphs.js";
 import { addWidgetFor } from "./widgets.js";
 
 export const MISSING_TYPE = "nodeflow/missing";
+/**
+ * A bypassed node's background, drawn at a low opacity (graphview.js) as ComfyUI draws its
+ * magenta one: purple on the dark canvas, lavender on the light one.
+ */
+const BYPASSED_BGCOLOR = "#9b4dca";
+/** Title colours (mid-tones: readable in the light and the dark theme) of subgraph and boundary nodes. */
+const SUBGRAPH_COLOUR = "#3d6a8f";
+const BOUNDARY_COLOUR = "#6a6a80";
 
 /** Whether a schema input gets a widget (a literal may be typed in). */
 export function takesLiteral(spec, literalTypes) {
@@ -111,6 +126,10 @@ function baseClass(host) {
       return host.menu?.(this) ?? [];
     }
 
+    get renderingBgColor() {
+      return this.mode === LGraphEventMode.BYPASS ? BYPASSED_BGCOLOR : super.renderingBgColor;
+    }
+
     onDrawForeground(ctx, canvas) {
       drawNodeState(this, ctx, canvas?.low_quality);
     }
@@ -185,6 +204,79 @@ function missingClass(Base) {
   return cls;
 }
 
+/** A node running a subgraph: sockets and widgets from subgraphSchema(); double-click its body to open it. */
+function subgraphClass(Base, schema, name, host) {
+  const cls = class SubgraphInstance extends classFor(Base, schema, host) {
+    constructor(title) {
+      super(title);
+      this.color = this.nf.defaultColor = SUBGRAPH_COLOUR;
+      this.size[1] += 18; // room for its mark
+    }
+
+    onDblClick(_e, pos) {
+      if (pos[1] >= 0) host.openSubgraph?.(this); // the title bar renames
+    }
+
+    onDrawForeground(ctx, canvas) {
+      super.onDrawForeground(ctx, canvas);
+      if (!canvas?.low_quality) drawSubgraphMark(this, ctx);
+    }
+  };
+  cls.nfSubgraph = name;
+  return cls;
+}
+
+/**
+ * Where a subgraph's inputs come in (`kind` SUBGRAPH_INPUTS: an output per input) or its
+ * outputs leave (SUBGRAPH_OUTPUTS: an input per output), while it is open. Its document
+ * node is kept as it came (`nf.raw`, like a missing node's); it cannot be deleted or copied.
+ */
+function boundaryClass(Base, kind, host) {
+  const cls = class BoundaryNode extends Base {
+    constructor(title) {
+      super(title);
+      this.color = this.nf.defaultColor = BOUNDARY_COLOUR;
+      this.nf.boundary = kind;
+      this.block_delete = true;
+      this.clonable = false;
+    }
+
+    /** Add the sockets ([{name, type}]) this boundary carries. */
+    setSockets(sockets) {
+      for (const { name, type } of sockets || []) {
+        const slot = kind === SUBGRAPH_INPUTS ? this.addOutput(name, type) : this.addInput(name, type);
+        applySlotColours(slot, type, host.types);
+      }
+      this.size = [Math.max(200, this.computeSize()[0]), Math.max(60, this.computeSize()[1] + 18)];
+    }
+
+    onConnectInput(index, outputType) {
+      return !host.types || host.types.canConnect(outputType, this.inputs[index]?.type);
+    }
+
+    onNodeTitleDblClick() {} // its title is not the user's to change
+
+    getExtraMenuOptions() {
+      return [];
+    }
+
+    onDrawForeground(ctx, canvas) {
+      super.onDrawForeground(ctx, canvas);
+      if (!canvas?.low_quality) drawBoundaryHint(this, ctx, kind === SUBGRAPH_INPUTS ? "the subgraph's inputs" : "the subgraph's outputs");
+    }
+  };
+  cls.title = kind === SUBGRAPH_INPUTS ? "Inputs" : "Outputs";
+  cls.nfSchema = null;
+  cls.nfLiteral = new Set();
+  return cls;
+}
+
+function registerHidden(type, cls) {
+  LiteGraph.registerNodeType(type, cls);
+  cls.category = "";
+  cls.skip_list = true;
+}
+
 /**
  * Register a class per schema with litegraph (under the node id, so `node.type` is
  * the id the graph document uses) and return {id: class}.
@@ -200,8 +292,37 @@ export function registerNodeTypes(catalogue, host) {
     classes[id] = cls;
   }
   const Missing = missingClass(Base);
-  LiteGraph.registerNodeType(MISSING_TYPE, Missing);
-  Missing.category = "";
-  Missing.skip_list = true;
+  Missing.nfBase = Base; // registerSubgraphTypes builds on the same base, with the same host
+  Missing.nfHost = host;
+  registerHidden(MISSING_TYPE, Missing);
+  registerHidden(SUBGRAPH_INPUTS, boundaryClass(Base, SUBGRAPH_INPUTS, host));
+  registerHidden(SUBGRAPH_OUTPUTS, boundaryClass(Base, SUBGRAPH_OUTPUTS, host));
   return classes;
+}
+
+/** The schema litegraph has for a node type (the catalogue's, or a subgraph's), or null. */
+export function schemaOf(type) {
+  return LiteGraph.registered_node_types[type]?.nfSchema ?? null;
+}
+
+/**
+ * Register a class for each subgraph a document defines (type `subgraph:NAME`), in
+ * place of those of the document drawn before. Subgraphs using one another are
+ * resolved through each other (subgraphSchema); one that cannot be (it contains itself)
+ * gets no class, so its nodes are drawn as missing.
+ */
+export function registerSubgraphTypes(subgraphs) {
+  const Missing = LiteGraph.registered_node_types[MISSING_TYPE];
+  if (!Missing?.nfBase) throw new Error("registerNodeTypes() first");
+  for (const type of Object.keys(LiteGraph.registered_node_types)) {
+    if (type.startsWith(SUBGRAPH_PREFIX)) LiteGraph.unregisterNodeType(type);
+  }
+  const host = Missing.nfHost;
+  const catalogueSchema = (type) => (type?.startsWith(SUBGRAPH_PREFIX) ? null : schemaOf(type));
+  const canConnect = host.types ? (a, b) => host.types.canConnect(a, b) : undefined;
+  for (const name of Object.keys(subgraphs || {})) {
+    const schema = subgraphSchema(name, subgraphs, catalogueSchema, canConnect);
+    if (!schema) continue;
+    registerHidden(schema.id, subgraphClass(Missing.nfBase, schema, name, host));
+  }
 }

@@ -3,10 +3,15 @@
 // previews and images on the canvas for the run that belongs there, the queue panel,
 // the gallery, the overall progress bar, the global Interrupt, and what the page shows
 // when the server goes away ("connection lost") and comes back.
+//
+// Runs name nodes inside subgraphs by their flat ids (`outer/inner`); the canvas shows
+// such a node on its subgraph node (the states of all inside, combined) and, while that
+// subgraph is open, on the node itself (workspace.locate).
 
 import { ApiError } from "./api.js";
 import { Gallery } from "./gallery.js";
 import { QueuePanel } from "./queue.js";
+import { flatNodeIds, PATH_SEPARATOR } from "./subgraphs.js";
 import { randomSeed } from "./widgets.js";
 
 const HISTORY_PAGE = 30;
@@ -42,6 +47,7 @@ export class Runs {
     this.gallery = new Gallery({ root: el.gallery, lightbox: el.lightbox }, { withToken: this.withToken, loadGraph: (id) => this.openRunGraph(id, "Load the graph of this image") });
     el.interrupt.addEventListener("click", () => this.interrupt().catch((e) => this.toast.show(e.message)));
     this.workspace.on("loaded", () => this.show(true));
+    this.workspace.on("scope", () => this.show(true));
     this.render();
   }
 
@@ -49,7 +55,7 @@ export class Runs {
   /** Queue the canvas graph. Resolves to the run id; rejects (after saying why) when it cannot run. */
   async queue(inputs) {
     this.beforeRun?.();
-    if (!this.view.graph.nodes.length) {
+    if (!Object.keys(this.workspace.document().nodes).length) {
       const error = new Error("Nothing to run: the canvas is empty. Add nodes from the library or open a workflow.");
       this.toast.show(error.message);
       throw error;
@@ -69,7 +75,7 @@ export class Runs {
     this.problems.clear();
     const { name, opened } = this.workspace.identity;
     const label = name || opened || doc.meta?.name || "untitled graph";
-    this.book.queued(created.id, this.workspace.key, label, Object.keys(doc.nodes));
+    this.book.queued(created.id, this.workspace.key, label, flatNodeIds(doc));
     this.session.rememberRun(created.id, this.workspace.key, label);
     this.show();
     this.scheduleRefresh();
@@ -105,7 +111,10 @@ export class Runs {
   handle(message) {
     if (message.run) this.log(message);
     const change = this.book.handle(message);
-    if (message.type === "preview" && message.node && message.run === this.shown) this.view.setPreview(message.node, message.image);
+    if (message.type === "preview" && message.node && message.run === this.shown) {
+      const shownOn = this.workspace.locate(message.node);
+      if (shownOn) this.view.setPreview(shownOn.id, message.image);
+    }
     if (message.type === "output" && message.url && message.kind === "image") {
       this.gallery.add(message.run, message.node, message.url);
       this.gallery.render();
@@ -183,23 +192,31 @@ export class Runs {
       this.shownKey = this.workspace.key;
       if (focus) this.drawAll();
     } else if (focus && change?.run === focus) {
-      if (change.node) this.view.setNodeRun(change.node, this.book.nodeState(focus, change.node));
+      const shownOn = change.node ? this.workspace.locate(change.node) : null;
+      if (shownOn) this.drawNode(shownOn.node);
       else if (change.all || change.output) this.drawAll();
     }
     this.render();
   }
 
+  /** A canvas node's state in the run shown: its own, or, for a subgraph node, that of the nodes inside combined. */
+  drawNode(node) {
+    const flat = this.workspace.flatId(node);
+    const state = node.constructor.nfSubgraph ? this.book.groupState(this.shown, flat + PATH_SEPARATOR) : this.book.nodeState(this.shown, flat);
+    this.view.setNodeRun(node.nf.id, state);
+    this.view.setNodeValue(node.nf.id, this.book.nodeValue(this.shown, flat));
+  }
+
   drawAll() {
-    for (const node of this.view.graph.nodes) {
-      if (!node.nf) continue;
-      this.view.setNodeRun(node.nf.id, this.book.nodeState(this.shown, node.nf.id));
-      this.view.setNodeValue(node.nf.id, this.book.nodeValue(this.shown, node.nf.id));
-    }
+    for (const node of this.view.graph.nodes) if (node.nf) this.drawNode(node);
     const byNode = new Map();
     for (const output of this.book.records.get(this.shown)?.outputs || []) {
       if (output.kind !== "image" || !output.url) continue;
       this.gallery.add(this.shown, output.node, output.url);
-      byNode.set(output.node, this.gallery.urls(this.shown, output.node));
+      const shownOn = output.node != null ? this.workspace.locate(output.node) : null;
+      if (!shownOn) continue;
+      const urls = this.gallery.urls(this.shown, output.node);
+      byNode.set(shownOn.id, [...new Set([...(byNode.get(shownOn.id) || []), ...urls])]);
     }
     for (const [nodeId, urls] of byNode) this.view.setImages(nodeId, urls);
   }

@@ -8,21 +8,50 @@
 // Node states, as the canvas draws them:
 //   queued, running {value, max}, cached, done {seconds}, error {message},
 //   cancelled (the run was cancelled while the node ran), lost (the connection to the
-//   server dropped while the node was queued or running; the record says more later).
+//   server dropped while the node was queued or running; the record says more later),
+//   muted (muted, or needs a muted node: it did not run), bypassed (its inputs were
+//   passed through). A subgraph node shows the states of the nodes inside it combined
+//   (`groupState`, `combineStates`).
 // A run may also report values per node ({"values": {node id: {output: value}}} in its
-// record or final message, the shape of the engine's RunResult.shown_values(); the
-// server does not send them yet), shown on the node.
+// record or final message, the shape of the engine's RunResult.shown_values()), shown
+// on the node.
 
 /**
  * How a run record's node status (the engine's NodeStatus) is drawn. `null`: nothing
- * to draw (the node did not run: never reached, not needed, muted or bypassed; modes are
- * drawn by the editor once it sets them).
+ * to draw (the node did not run: never reached because the run stopped first, or not
+ * needed because what it feeds came from the cache).
  */
 const RECORD_NODE_STATUS = {
   pending: "queued", running: "running", ran: "done", cached: "cached", failed: "error", cancelled: "cancelled",
-  skipped: null, not_needed: null, muted: null, bypassed: null,
+  muted: "muted", bypassed: "bypassed", skipped: null, not_needed: null,
 };
-const SETTLED = new Set(["done", "cached", "error", "cancelled"]);
+const SETTLED = new Set(["done", "cached", "error", "cancelled", "muted", "bypassed"]);
+/** The first of these among the nodes inside a subgraph is what its node shows. */
+const GROUP_PRECEDENCE = ["running", "error", "lost", "cancelled"];
+
+/**
+ * One state for a subgraph node from those of the nodes inside it ([[id, state]], ids
+ * relative to it): running while one runs (with its progress) or while some are done
+ * and others queued; else the first error (its message names the inner node), lost
+ * or cancelled; else queued; else done (seconds added up) or cached when all were;
+ * else muted or bypassed when none ran. {} when nothing is known.
+ */
+export function combineStates(entries) {
+  const states = entries.map(([, state]) => state).filter((s) => s?.status);
+  if (!states.length) return {};
+  for (const status of GROUP_PRECEDENCE) {
+    const index = entries.findIndex(([, s]) => s?.status === status);
+    if (index < 0) continue;
+    const [inner, state] = entries[index];
+    if (status === "running") return { status, value: state.value, max: state.max };
+    return state.message ? { status, message: `${inner}: ${state.message}` } : { status };
+  }
+  const ran = states.filter((s) => s.status === "done" || s.status === "cached");
+  if (states.some((s) => s.status === "queued")) return { status: ran.length ? "running" : "queued" };
+  if (ran.length && ran.every((s) => s.status === "cached")) return { status: "cached" };
+  if (ran.length) return { status: "done", seconds: ran.reduce((sum, s) => sum + (s.seconds ?? 0), 0) };
+  return { status: states.some((s) => s.status === "muted") ? "muted" : "bypassed" };
+}
 const NODE_EVENT_STATUS = {
   node_started: "running", node_cached: "cached", node_finished: "done", node_failed: "error", node_cancelled: "cancelled",
 };
@@ -239,6 +268,13 @@ export class RunBook {
   /** A node's state in a run ({} when the run says nothing about it). */
   nodeState(runId, nodeId) {
     return this.nodes.get(runId)?.get(nodeId) ?? {};
+  }
+
+  /** The combined state of the nodes whose ids start with `prefix` ("sg/": those inside subgraph node sg). */
+  groupState(runId, prefix) {
+    const inside = [];
+    for (const [nodeId, state] of this.nodes.get(runId) || []) if (nodeId.startsWith(prefix)) inside.push([nodeId.slice(prefix.length), state]);
+    return combineStates(inside);
   }
 
   /**

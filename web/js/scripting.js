@@ -1,6 +1,7 @@
 // `window.nodeflow`: the scripting API, for power users in the console and for tests
 // (which read state and geometry through it, and act with the mouse and keyboard).
 
+import { modeOf } from "./modes.js";
 import { MISSING_TYPE } from "./nodes.js";
 
 /** @param {object} e  the composed editor: {view, workspace, inputs, problems, runs, workflows, types, catalogue, withToken} */
@@ -40,18 +41,20 @@ export function scriptingApi(e) {
     },
     /** Set an exposed workflow input, or "NODE_ID.INPUT", to a literal. */
     setInput: (name, value) => e.inputs.set(name, value),
-    /** What the canvas shows for a node: run state, validation errors, image URLs. */
+    /** What the canvas shows for a node: run state, validation errors, image URLs, the value a run reported (text, or null). */
     nodeState: (id) => {
       const node = view.nodeById(id);
       if (!node) return null;
       return {
         type: node.type === MISSING_TYPE ? node.nf.raw?.type : node.type,
         title: node.title,
+        mode: modeOf(node),
         collapsed: Boolean(node.flags?.collapsed),
         run: node.nf.run ? { ...node.nf.run } : null,
         errors: node.nf.errors.map((x) => ({ ...x })),
         images: [...(node.nf.images || [])],
         hasPreview: Boolean(node.nf.preview),
+        value: node.nf.value ?? null,
       };
     },
     /** The widgets drawn on a node: [{name, kind, value, options}] (kind: number, combo, toggle, text, multiline, button). */
@@ -71,6 +74,10 @@ export function scriptingApi(e) {
         const to = view.graph.getNodeById(l.target_id);
         return { from: from?.nf?.id, output: from?.outputs[l.origin_slot]?.name, to: to?.nf?.id, input: to?.inputs[l.target_slot]?.name };
       }),
+    /** Ids of the selected nodes. */
+    selection: () => e.commands.selection().map((n) => n.nf.id),
+    /** The subgraphs open, outermost first: [{name, via, title}] (via: the node opened); [] at the top. */
+    subgraphPath: () => workspace.path.map(({ name, via, title }) => ({ name, via, title })),
     /** The view: {offset: [x, y], scale}. */
     view: () => view.view,
     slotPosition: (id, name, kind) => view.slotPosition(id, name, kind),

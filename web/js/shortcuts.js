@@ -7,6 +7,9 @@ export const SHORTCUTS = Object.freeze([
   { keys: "Ctrl+Z", what: "Undo" },
   { keys: "Ctrl+Y / Ctrl+Shift+Z", what: "Redo" },
   { keys: "Ctrl+G", what: "Put the selected nodes in a group" },
+  { keys: "Ctrl+M", what: "Mute the selected nodes (again: unmute)" },
+  { keys: "Ctrl+B", what: "Bypass the selected nodes (again: stop bypassing)" },
+  { keys: "Double-click a subgraph node", what: "Open the subgraph (← Back returns)" },
   { keys: "Ctrl+C / Ctrl+V", what: "Copy, paste (Ctrl+Shift+V keeps input links)" },
   { keys: "Delete / Backspace", what: "Delete the selection" },
   { keys: "Ctrl+A", what: "Select everything" },
@@ -24,8 +27,8 @@ export function isTextField(el) {
 }
 
 /**
- * Bind the page's shortcuts to actions: {run, save, undo, redo, group, help}.
- * Undo, redo, group and `?` are left to text fields while one has the focus.
+ * Bind the page's shortcuts to actions: {run, save, undo, redo, group, mute, bypass, help}.
+ * Undo, redo, group, mute, bypass and `?` are left to text fields while one has the focus.
  */
 export function bindShortcuts(actions) {
   document.addEventListener("keydown", (e) => {
@@ -39,6 +42,8 @@ export function bindShortcuts(actions) {
     else if (mod && key === "z" && !e.shiftKey) action = actions.undo;
     else if (mod && (key === "y" || (key === "z" && e.shiftKey))) action = actions.redo;
     else if (mod && key === "g") action = actions.group;
+    else if (mod && key === "m" && !e.shiftKey) action = actions.mute;
+    else if (mod && key === "b" && !e.shiftKey) action = actions.bypass;
     else if (!mod && e.key === "?") action = actions.help;
     if (!action) return;
     e.preventDefault();

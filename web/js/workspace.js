@@ -7,14 +7,23 @@
 // the document differs from the last snapshot. A snapshot is {key, doc}: undoing an
 // "open" brings back the previous graph and its identity with it.
 //
+// A subgraph can be opened to edit it (subgraphs.js): the canvas then shows its nodes,
+// `path` says which ([{name, via}], outermost first: subgraph `name` opened through
+// node `via`), and `root` holds the rest of the document as it was when it was opened.
+// The document (for undo, drafts, saving, runs) is always the whole one: what the
+// canvas shows folded back into `root`. Opening and leaving are not edits.
+//
 // Events (`on(name, fn)`):
 //   loaded    the canvas holds another document (opened, undone, restored)
+//   scope     a subgraph was opened or left: the canvas shows another level of the same document
 //   edited    an edit was recorded
 //   identity  the identity or the unsaved-changes state changed
 
 import { trackChanges } from "./changes.js";
 import { checkDocument, loadDocument, toDocument } from "./document.js";
 import { History } from "./history.js";
+import { registerSubgraphTypes, schemaOf } from "./nodes.js";
+import { convertToSubgraph, foldSubgraph, insideDocument, localId, PATH_SEPARATOR, subgraphName, validPath } from "./subgraphs.js";
 import { fingerprint, newIdentity, newKey } from "./session.js";
 
 const VIEW_SAVE_DELAY_MS = 300;
@@ -34,7 +43,9 @@ export class Workspace {
     this.dirty = false;
     this.loading = false;
     this.maxId = 0;
-    this.listeners = { loaded: [], edited: [], identity: [] };
+    this.path = [];
+    this.root = null;
+    this.listeners = { loaded: [], scope: [], edited: [], identity: [] };
     this.history = new History(
       () => this.snapshot(),
       (snapshot) => this.restore(snapshot),
@@ -62,9 +73,10 @@ export class Workspace {
     return { key: this.identity.key, doc: this.document() };
   }
 
-  /** The canvas as a graph document. */
+  /** The whole graph document (with an open subgraph as the canvas shows it). */
   document() {
-    return toDocument(this.graph, this.state, this.vocabulary);
+    const here = toDocument(this.graph, this.state, this.vocabulary);
+    return this.path.length ? foldSubgraph(this.root, this.path.at(-1).name, here) : here;
   }
 
   /** Replace the canvas with `doc` (throws with a sentence if it is not a graph); no undo step. */
@@ -102,13 +114,15 @@ export class Workspace {
     const problem = checkDocument(doc, this.vocabulary);
     if (problem) throw new Error(problem);
     this.history.check(); // an edit not recorded yet stays undoable
-    this.#load(doc);
+    const scoped = this.path.length > 0;
+    this.#show(doc, []);
     if (fit) this.view.fitView();
     this.identity = { ...newIdentity(fields), key: newKey() };
     this.history.check();
     this.#setIdentity({ ...this.identity, baseline: fingerprint(this.history.current) });
     this.#saveDraft();
     this.#emit("loaded");
+    if (scoped) this.#emit("scope");
     this.#emit("identity");
   }
 
@@ -135,11 +149,14 @@ export class Workspace {
     return true;
   }
 
-  /** Undo and redo: load a snapshot back, keeping the view. */
+  /** Undo and redo: load a snapshot back, keeping the view (and the subgraph open, if it is still there). */
   restore(snapshot) {
     const view = this.view.view;
-    this.#load(snapshot.doc);
+    const path = validPath(snapshot.doc, this.path);
+    const left = path.length !== this.path.length;
+    this.#show(snapshot.doc, path);
     this.view.view = view;
+    if (left) this.#emit("scope");
     this.#setIdentity(this.identities.get(snapshot.key) ?? { ...newIdentity(), key: snapshot.key });
     this.#saveDraft();
     this.#emit("loaded");
@@ -172,6 +189,79 @@ export class Workspace {
     this.#setIdentity({ ...this.identity, ...fields });
     this.#saveDraft();
     this.#emit("identity");
+  }
+
+  // -- subgraphs --------------------------------------------------------------------------------
+  /** Put `root` on the canvas at `path`: the whole document, or the subgraph the path ends at. */
+  #show(root, path) {
+    this.path = path;
+    this.root = path.length ? root : null;
+    if (!path.length) {
+      this.#load(root);
+      return;
+    }
+    const name = path.at(-1).name;
+    registerSubgraphTypes(root.subgraphs); // their schemas give the boundary nodes' sockets
+    this.#load(insideDocument(root, name, schemaOf(`subgraph:${name}`) ?? { inputs: [], outputs: [] }));
+  }
+
+  /** Put the canvas nodes with these ids into a new subgraph, as one undoable edit; returns the new node. */
+  convert(ids) {
+    this.history.check();
+    const here = toDocument(this.graph, this.state, this.vocabulary);
+    const instanceId = String(this.maxId + 1);
+    const { doc } = convertToSubgraph(here, ids, { instanceId });
+    const root = this.path.length ? foldSubgraph(this.root, this.path.at(-1).name, doc) : doc;
+    const view = this.view.view;
+    this.#show(root, this.path);
+    this.view.view = view;
+    this.changed();
+    return this.view.nodeById(instanceId);
+  }
+
+  /** The flat-id prefix of the level the canvas shows ("" at the top, "sg/" inside node sg). */
+  get prefix() {
+    return this.path.map((f) => f.via + PATH_SEPARATOR).join("");
+  }
+
+  /** Open the subgraph canvas node `node` runs. */
+  enter(node) {
+    const name = subgraphName(node?.type);
+    if (name === null || !node.nf) throw new Error("not a subgraph node");
+    this.history.check(); // an edit not recorded yet belongs to this level
+    const root = this.document();
+    if (!root.subgraphs?.[name]) throw new Error(`this graph has no subgraph '${name}'`);
+    const frame = { name, via: node.nf.id, title: node.title, view: this.view.view };
+    this.#show(root, [...this.path, frame]);
+    this.view.fitView();
+    this.#emit("scope");
+  }
+
+  /** Go back to level `depth` (0: the whole graph; default: one level up). */
+  leave(depth = this.path.length - 1) {
+    if (depth < 0 || depth >= this.path.length) return;
+    this.history.check();
+    const root = this.document();
+    const view = this.path[depth].view;
+    this.#show(root, this.path.slice(0, depth));
+    if (view) this.view.view = view;
+    else this.view.fitView();
+    this.#emit("scope");
+  }
+
+  /**
+   * The canvas node that shows the node a run or an error names (`flatId`, "outer/inner"
+   * for nodes inside subgraphs): {node, exact} (exact false: a subgraph node holding it,
+   * `inner` its id inside), or null when it is not at the level shown.
+   */
+  locate(flatId) {
+    const found = localId(String(flatId), this.prefix, (id) => this.view.nodeById(id) !== null);
+    return found && { ...found, node: this.view.nodeById(found.id) };
+  }
+
+  /** The id a run reports for a canvas node. */
+  flatId(node) {
+    return this.prefix + node.nf.id;
   }
 
   #saveDraft() {
