@@ -62,3 +62,22 @@ def test_no_function_in_the_runtime_is_too_long_or_too_complex(limit):
     else:
         over = [f"{where} (complexity {c})" for where, f in FUNCTIONS if (c := complexity(f)) > MAX_COMPLEXITY]
     assert not over, "\n".join(over)
+
+
+def test_no_merge_conflict_markers_in_tracked_text() -> None:
+    """A merge resolved by hand leaves no `<<<<<<<` / `=======` / `>>>>>>>` lines behind."""
+    import subprocess
+
+    listed = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.skip("not a git checkout")
+    markers = ("<<<<<<< ", ">>>>>>> ")
+    found = []
+    for name in listed.stdout.splitlines():
+        path = REPO / name
+        if path.suffix not in {".py", ".md", ".js", ".json", ".html", ".css", ".toml", ".cfg", ".txt"} or not path.is_file():
+            continue
+        for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if line.startswith(markers) or line == "=======":
+                found.append(f"{name}:{number}")
+    assert not found, f"merge conflict markers left in: {found}"
