@@ -115,7 +115,7 @@ def socket_type_of(annotation: Any) -> str | None:
     return declared if isinstance(declared, str) else None
 
 
-_VALUE_NAMES = frozenset({"Tokens", "Conditioning", "Latents", "Image", "Mask", "NoisePred", "SchedulerState", "Embedding"})
+_VALUE_NAMES = frozenset({"Tokens", "ControlApplication", "Conditioning", "NoiseMask", "Latents", "Image", "Mask", "NoisePred", "SchedulerState", "Embedding"})
 
 
 def __getattr__(name: str) -> Any:

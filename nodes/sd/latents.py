@@ -40,10 +40,12 @@ class NoiseLatents:
         factor = _common.vae_scale_factor(vae)
         if width % factor or height % factor:
             raise ValueError(f"width and height must be multiples of {factor} for this VAE, not {width}x{height}")
-        shape = (batch, unet.config.in_channels, height // factor, width // factor)
+        # An inpainting UNet takes more channels (mask, masked image) than it denoises: the VAE's count.
+        channels = min(int(unet.config.in_channels), int(vae.config.latent_channels))
+        shape = (batch, channels, height // factor, width // factor)
         generator = _common.stream(seed=seed)
         samples = _common.noise(shape, generator, *_common.placement(unet)) * scheduler.scheduler.init_noise_sigma
-        return Latents(samples, float(vae.config.scaling_factor), generator.get_state())
+        return Latents(samples, float(vae.config.scaling_factor), generator.get_state(), vae_factor=factor)
 
 
 @node("sd.img2img_init", display_name="Img2Img Init", category="sd/latents")
@@ -53,6 +55,11 @@ class Img2ImgInit:
     As diffusers' img2img pipeline: of ``steps`` timesteps, the last ``int(steps *
     strength)`` remain. The noise continues the latents' random stream (the one VAE
     Encode started), unless ``seed`` is set to start a new one.
+
+    Latents carrying a noise mask (Set Latent Noise Mask) are inpainting latents and
+    follow ``StableDiffusionInpaintPipeline``: the noise is kept with the mask (the
+    sampler re-noises the original with it after every step), and at strength 1 they
+    start from pure noise (times the scheduler's ``init_noise_sigma``), not the noised image.
     """
 
     latents = Input("LATENTS", description="the image's latents (from VAE Encode)")
@@ -85,10 +92,15 @@ class Img2ImgInit:
         samples = latents.samples
         generator = _common.stream(latents.generator_state) if seed < 0 else _common.stream(seed=seed)
         noise = _common.noise(tuple(samples.shape), generator, samples.device, samples.dtype)
-        noised = scheduler.add_noise(samples, noise, start_t.repeat(samples.shape[0]))
+        mask = latents.noise_mask
+        if mask is not None and strength == 1.0:  # the inpainting pipeline's is_strength_max
+            noised = noise * scheduler.init_noise_sigma
+        else:
+            noised = scheduler.add_noise(samples, noise, start_t.repeat(samples.shape[0]))
         return {
-            "noised": Latents(noised, latents.scaling_factor, generator.get_state()),
-            "remaining": dataclasses.replace(state, scheduler=scheduler, index=begin),
+            "noised": dataclasses.replace(latents, samples=noised, generator_state=generator.get_state(),
+                                          noise_mask=None if mask is None else dataclasses.replace(mask, noise=noise)),
+            "remaining": dataclasses.replace(state, scheduler=scheduler, index=begin, start=begin),
         }
 
 

@@ -56,7 +56,7 @@ class VAEEncode:
             posterior = vae.encode(normalised).latent_dist
             samples = posterior.sample(generator) if mode == "sample" else posterior.mode()
         scaling = float(vae.config.scaling_factor)
-        return Latents(scaling * samples, scaling, generator.get_state())
+        return Latents(scaling * samples, scaling, generator.get_state(), vae_factor=_common.vae_scale_factor(vae))
 
 
 def _fit(pixels: torch.Tensor, factor: int) -> torch.Tensor:
