@@ -7,9 +7,9 @@ settings (tests/test_sd_*.py). Each module lists its nodes in ``NODES``.
 
 from __future__ import annotations
 
-from . import images, latents, load, lora, sampling, schedulers, text, textual_inversion, vae
+from . import images, inpaint, latents, load, lora, masks, sampling, schedulers, text, textual_inversion, vae
 
 NODES: list[type] = [
     *load.NODES, *text.NODES, *schedulers.NODES, *latents.NODES, *sampling.NODES, *vae.NODES, *images.NODES,
-    *lora.NODES, *textual_inversion.NODES,
+    *lora.NODES, *textual_inversion.NODES, *masks.NODES, *inpaint.NODES,
 ]

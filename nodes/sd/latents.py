@@ -90,6 +90,10 @@ class Img2ImgInit:
         if hasattr(scheduler, "set_begin_index"):
             scheduler.set_begin_index(begin)
         samples = latents.samples
+        if latents.noise_mask is not None:
+            # The inpainting pipeline tiles the image latents over the batch; the copy is contiguous,
+            # and the UNet's kernels sum in another order on other layouts.
+            samples = samples.repeat(1, 1, 1, 1)
         generator = _common.stream(latents.generator_state) if seed < 0 else _common.stream(seed=seed)
         noise = _common.noise(tuple(samples.shape), generator, samples.device, samples.dtype)
         mask = latents.noise_mask
@@ -99,7 +103,7 @@ class Img2ImgInit:
             noised = scheduler.add_noise(samples, noise, start_t.repeat(samples.shape[0]))
         return {
             "noised": dataclasses.replace(latents, samples=noised, generator_state=generator.get_state(),
-                                          noise_mask=None if mask is None else dataclasses.replace(mask, noise=noise)),
+                                          noise_mask=None if mask is None else dataclasses.replace(mask, original=samples, noise=noise)),
             "remaining": dataclasses.replace(state, scheduler=scheduler, index=begin, start=begin),
         }
 
