@@ -58,8 +58,7 @@ def _i(node: str, name: str, description: str) -> dict[str, str]:
 def _denoise(latents: dict[str, str], scheduler: dict[str, str], pos: tuple[int, int], title: str = "Denoise",
              positive: str = "encode_prompt", negative: str = "encode_negative", **extra: Any) -> dict[str, Any]:
     return _n("sd.denoise", pos, title, unet=link("load", "unet"), latents=latents, scheduler=scheduler,
-              positive=link(positive, "conditioning") if positive.startswith("encode") else link(positive, "positive"),
-              negative=link(negative, "conditioning") if negative.startswith("encode") else link(negative, "negative"),
+              positive=link(positive, "conditioning"), negative=link(negative, "conditioning"),
               guidance_scale=7.5, guidance_rescale=0.0, **extra)
 
 
@@ -102,6 +101,36 @@ def inpaint(outpaint: bool = False) -> dict[str, Any]:
     return _graph(name, description, nodes, inputs)
 
 
+def controlnet() -> dict[str, Any]:
+    """txt2img steered by a ControlNet and a control image."""
+    nodes = base_nodes("a handwritten digit three")
+    nodes["noise"] = _n("sd.noise_latents", (700, 460), "Noise", unet=link("load", "unet"), vae=link("load", "vae"),
+                        scheduler=link("scheduler", "scheduler"), seed=42, width=16, height=16, batch=1)
+    nodes["load_controlnet"] = _n("sd.load_controlnet", (40, 700), "Load ControlNet", path="controlnets/digits-demo",
+                                  dtype="auto", device="auto")
+    nodes["control_image"] = _n("sd.load_image", (40, 900), "Control Image", path="images/digit3.png")
+    nodes["apply"] = _n("sd.apply_controlnet", (1020, 120), "Apply ControlNet", positive=link("encode_prompt", "conditioning"),
+                        negative=link("encode_negative", "conditioning"), controlnet=link("load_controlnet", "controlnet"),
+                        image=link("control_image", "image"), strength=1.0, start=0.0, end=1.0)
+    nodes["denoise"] = _denoise(link("noise", "latents"), link("scheduler", "scheduler"), (1340, 200), positive="apply", negative="apply")
+    nodes["denoise"]["inputs"]["positive"] = link("apply", "positive_out")
+    nodes["denoise"]["inputs"]["negative"] = link("apply", "negative_out")
+    nodes["decode"] = _n("sd.vae_decode", (1660, 200), "VAE Decode", vae=link("load", "vae"), latents=link("denoise", "denoised"))
+    nodes["save"] = _n("sd.save_image", (1940, 200), "Save Image", images=link("decode", "image"), prefix="controlnet")
+    inputs = {
+        **base_inputs(),
+        "seed": _i("noise", "seed", "random seed of the starting noise"),
+        "width": _i("noise", "width", "image width in pixels"),
+        "height": _i("noise", "height", "image height in pixels"),
+        "controlnet": _i("load_controlnet", "path", "a ControlNet folder or .safetensors file (the default is a random demo one)"),
+        "control_image": _i("control_image", "path", "the control image (edges, scribble...: add Canny Edges or Scribble for a photo)"),
+        "controlnet_scale": _i("apply", "strength", "how strongly the ControlNet steers (diffusers' controlnet_conditioning_scale)"),
+    }
+    description = ("txt2img steered by a ControlNet. Same pixels as diffusers' StableDiffusionControlNetPipeline. The default"
+                   " ControlNet is an untrained random one for the embedded model: it shows the wiring only.")
+    return _graph("controlnet", description, nodes, inputs)
+
+
 def _graph(name: str, description: str, nodes: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
     return {"format": "nodeflow/graph", "version": 2, "meta": {"name": name, "description": description},
             "inputs": dict(sorted(inputs.items())), "nodes": dict(sorted(nodes.items()))}
@@ -109,7 +138,7 @@ def _graph(name: str, description: str, nodes: dict[str, Any], inputs: dict[str,
 
 def main() -> None:
     """Write every workflow this script knows."""
-    graphs = {"inpaint": inpaint(), "outpaint": inpaint(outpaint=True)}
+    graphs = {"inpaint": inpaint(), "outpaint": inpaint(outpaint=True), "controlnet": controlnet()}
     for name, graph in graphs.items():
         (WORKFLOWS / f"{name}.json").write_text(json.dumps(graph, indent=2, sort_keys=True) + "\n")
         print(WORKFLOWS / f"{name}.json")

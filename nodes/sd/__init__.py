@@ -7,9 +7,24 @@ settings (tests/test_sd_*.py). Each module lists its nodes in ``NODES``.
 
 from __future__ import annotations
 
-from . import images, inpaint, latents, load, lora, masks, sampling, schedulers, text, textual_inversion, vae
+from . import (
+    conditioning,
+    controlnet,
+    images,
+    inpaint,
+    latents,
+    load,
+    lora,
+    masks,
+    sampling,
+    schedulers,
+    text,
+    textual_inversion,
+    vae,
+)
 
 NODES: list[type] = [
     *load.NODES, *text.NODES, *schedulers.NODES, *latents.NODES, *sampling.NODES, *vae.NODES, *images.NODES,
     *lora.NODES, *textual_inversion.NODES, *masks.NODES, *inpaint.NODES,
+    *conditioning.NODES, *controlnet.NODES,
 ]
