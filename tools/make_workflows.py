@@ -131,6 +131,43 @@ def controlnet() -> dict[str, Any]:
     return _graph("controlnet", description, nodes, inputs)
 
 
+def hires_fix() -> dict[str, Any]:
+    """txt2img at a small size, upscale (through the latents or the image), img2img on the result."""
+    nodes = base_nodes("a handwritten digit five")
+    nodes["cfg"] = _n("core.float", (700, 640), "Guidance Scale", value=7.5)
+    nodes["sampler"] = _n("core.string", (40, 460), "Sampler", value="ddim")
+    nodes["scheduler"]["inputs"]["name"] = link("sampler", "out")
+    nodes["noise"] = _n("sd.noise_latents", (700, 460), "Noise", unet=link("load", "unet"), vae=link("load", "vae"),
+                        scheduler=link("scheduler", "scheduler"), seed=42, width=16, height=16, batch=1)
+    nodes["denoise"] = _denoise(link("noise", "latents"), link("scheduler", "scheduler"), (1020, 200), "Denoise (base)")
+    nodes["denoise"]["inputs"]["guidance_scale"] = link("cfg", "out")
+    nodes["hires"] = _n("sd.hires_upscale", (1340, 460), "Hires Upscale", latents=link("denoise", "denoised"), vae=link("load", "vae"),
+                        upscale="latent", scale_by=2.0, latent_mode="bicubic", image_mode="lanczos", seed=-1)
+    nodes["hires_scheduler"] = _n("sd.scheduler", (1340, 700), "Hires Scheduler", config=link("load", "scheduler_config"),
+                                  name=link("sampler", "out"), steps=10, eta=0.0, unet=link("load", "unet"))
+    nodes["init"] = _n("sd.img2img_init", (1660, 560), "Img2Img Init", latents=link("hires", "upscaled"),
+                       scheduler=link("hires_scheduler", "scheduler"), strength=0.5, seed=-1)
+    nodes["denoise_hires"] = _denoise(link("init", "noised"), link("init", "remaining"), (1980, 200), "Denoise (hires)")
+    nodes["denoise_hires"]["inputs"]["guidance_scale"] = link("cfg", "out")
+    nodes["decode"] = _n("sd.vae_decode", (2300, 200), "VAE Decode", vae=link("load", "vae"), latents=link("denoise_hires", "denoised"))
+    nodes["save"] = _n("sd.save_image", (2580, 200), "Save Image", images=link("decode", "image"), prefix="hires_fix")
+    inputs = {
+        **base_inputs(),
+        "scheduler": _i("sampler", "value", "ddim, pndm, euler, euler_a, dpmpp_2m, lms, unipc, heun, ddpm, or a diffusers class name"),
+        "guidance_scale": _i("cfg", "value", "classifier-free guidance scale (both passes)"),
+        "seed": _i("noise", "seed", "random seed (the base pass's noise; the hires pass continues its stream)"),
+        "width": _i("noise", "width", "base width in pixels"),
+        "height": _i("noise", "height", "base height in pixels"),
+        "scale": _i("hires", "scale_by", "upscale factor"),
+        "upscale": _i("hires", "upscale", "latent: interpolate the latents; image: decode, resize the picture, encode"),
+        "hires_steps": _i("hires_scheduler", "steps", "steps of the hires pass (before strength)"),
+        "strength": _i("init", "strength", "how much the hires pass changes the upscaled picture"),
+    }
+    description = ("Hires fix: txt2img at the base size, upscale (latents or image), then img2img at the large size."
+                   " Each half equals diffusers' StableDiffusionPipeline / StableDiffusionImg2ImgPipeline.")
+    return _graph("hires_fix", description, nodes, inputs)
+
+
 def _graph(name: str, description: str, nodes: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
     return {"format": "nodeflow/graph", "version": 2, "meta": {"name": name, "description": description},
             "inputs": dict(sorted(inputs.items())), "nodes": dict(sorted(nodes.items()))}
@@ -138,7 +175,7 @@ def _graph(name: str, description: str, nodes: dict[str, Any], inputs: dict[str,
 
 def main() -> None:
     """Write every workflow this script knows."""
-    graphs = {"inpaint": inpaint(), "outpaint": inpaint(outpaint=True), "controlnet": controlnet()}
+    graphs = {"inpaint": inpaint(), "outpaint": inpaint(outpaint=True), "controlnet": controlnet(), "hires_fix": hires_fix()}
     for name, graph in graphs.items():
         (WORKFLOWS / f"{name}.json").write_text(json.dumps(graph, indent=2, sort_keys=True) + "\n")
         print(WORKFLOWS / f"{name}.json")

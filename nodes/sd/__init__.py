@@ -20,11 +20,12 @@ from . import (
     schedulers,
     text,
     textual_inversion,
+    upscale,
     vae,
 )
 
 NODES: list[type] = [
     *load.NODES, *text.NODES, *schedulers.NODES, *latents.NODES, *sampling.NODES, *vae.NODES, *images.NODES,
     *lora.NODES, *textual_inversion.NODES, *masks.NODES, *inpaint.NODES,
-    *conditioning.NODES, *controlnet.NODES,
+    *conditioning.NODES, *controlnet.NODES, *upscale.NODES,
 ]
