@@ -231,3 +231,55 @@ def test_canny_and_scribble_make_white_strokes_on_black():
     assert edges[0, 0, 7:9, 20].max() == 1.0 and edges[0, 0, 16, 24] == 0.0 and edges[0, 0, 0, 0] == 0.0  # the square's top edge
     assert torch.equal(scribble[0, 0], 1.0 - pixels[0, 0])
     assert resized.shape == (1, 3, 16, 16)
+
+
+def _controlnet_to_ldm(model) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
+    """A diffusers ControlNet's weights under the original layout's names (``control_model.*``)."""
+    from types import SimpleNamespace
+
+    from models_tiny import _RESNET, _rename, _unet_prefixes
+
+    config = model.config
+    shape = SimpleNamespace(block_out_channels=config.block_out_channels, layers_per_block=config.layers_per_block,
+                            down_block_types=config.down_block_types, up_block_types=("UpBlock2D",) * len(config.block_out_channels))
+    pairs = _unet_prefixes(shape)
+    pairs += [(f"zero_convs.{i}.0.", f"controlnet_down_blocks.{i}.") for i in range(len(model.controlnet_down_blocks))]
+    pairs += [("middle_block_out.0.", "controlnet_mid_block."), ("input_hint_block.0.", "controlnet_cond_embedding.conv_in."),
+              ("input_hint_block.14.", "controlnet_cond_embedding.conv_out.")]
+    pairs += [(f"input_hint_block.{2 * (k + 1)}.", f"controlnet_cond_embedding.blocks.{k}.") for k in range(6)]
+    out = {}
+    for key, value in model.state_dict().items():
+        ldm = _rename(key, pairs)
+        if ".resnets." in key:
+            for old, new in _RESNET:
+                ldm = ldm.replace(f".{new}.", f".{old}.")
+        out["control_model." + ldm] = value.clone()
+    return out
+
+
+def test_an_original_layout_controlnet_file_loads_the_same_weights(tmp_path):
+    from diffusers import ControlNetModel
+    from safetensors.torch import save_file
+
+    from nodeflow.models.controlnet import load_controlnet
+
+    torch.manual_seed(6)  # the original layout's hint encoder has SD's four levels
+    model = ControlNetModel(in_channels=4, down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), block_out_channels=(32, 64),
+                            layers_per_block=2, cross_attention_dim=32, attention_head_dim=8, norm_num_groups=32,
+                            conditioning_embedding_out_channels=(8, 8, 16, 16)).eval()
+    save_file(_controlnet_to_ldm(model), str(tmp_path / "control_tiny.safetensors"))
+
+    loaded = load_controlnet(tmp_path / "control_tiny.safetensors", torch.float32, "cpu")
+
+    assert loaded.config.layers_per_block == 2 and list(loaded.config.conditioning_embedding_out_channels) == [8, 8, 16, 16]
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_file_that_is_no_controlnet_is_refused_naming_it(tmp_path):
+    from safetensors.torch import save_file
+
+    from nodeflow.models.controlnet import ControlNetLoadError, load_controlnet
+
+    save_file({"weight": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    with pytest.raises(ControlNetLoadError, match="other.safetensors: not a ControlNet"):
+        load_controlnet(tmp_path / "other.safetensors", torch.float32, "cpu")
