@@ -84,11 +84,11 @@ class Img2ImgInit:
         if init_timestep == 0:
             raise ValueError(_no_step_left(strength, steps))
         state = scheduler
-        scheduler = copy.deepcopy(state.scheduler)
-        begin = t_start * scheduler.order
-        start_t = scheduler.timesteps[begin:][:1]
-        if hasattr(scheduler, "set_begin_index"):
-            scheduler.set_begin_index(begin)
+        sched: Any = copy.deepcopy(state.scheduler)
+        begin = t_start * sched.order
+        start_t = sched.timesteps[begin:][:1]
+        if hasattr(sched, "set_begin_index"):
+            sched.set_begin_index(begin)
         samples = latents.samples
         if latents.noise_mask is not None:
             # The inpainting pipeline tiles the image latents over the batch; the copy is contiguous,
@@ -98,13 +98,13 @@ class Img2ImgInit:
         noise = _common.noise(tuple(samples.shape), generator, samples.device, samples.dtype)
         mask = latents.noise_mask
         if mask is not None and strength == 1.0:  # the inpainting pipeline's is_strength_max
-            noised = noise * scheduler.init_noise_sigma
+            noised = noise * sched.init_noise_sigma
         else:
-            noised = scheduler.add_noise(samples, noise, start_t.repeat(samples.shape[0]))
+            noised = sched.add_noise(samples, noise, start_t.repeat(samples.shape[0]))
         return {
             "noised": dataclasses.replace(latents, samples=noised, generator_state=generator.get_state(),
                                           noise_mask=None if mask is None else dataclasses.replace(mask, original=samples, noise=noise)),
-            "remaining": dataclasses.replace(state, scheduler=scheduler, index=begin, start=begin),
+            "remaining": dataclasses.replace(state, scheduler=sched, index=begin, start=begin),
         }
 
 
