@@ -283,3 +283,15 @@ def test_a_file_that_is_no_controlnet_is_refused_naming_it(tmp_path):
     save_file({"weight": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
     with pytest.raises(ControlNetLoadError, match="other.safetensors: not a ControlNet"):
         load_controlnet(tmp_path / "other.safetensors", torch.float32, "cpu")
+
+
+def test_the_demo_controlnet_is_the_same_every_build(tiny_sd_dir, sd_models):
+    from nodeflow.models.controlnet import demo_controlnet
+
+    unet = sd_models.load_sd(str(tiny_sd_dir)).unet
+    torch.manual_seed(1)
+    first = demo_controlnet(unet, 5, (8, 16, 32)).state_dict()
+    torch.manual_seed(2)  # the global random state must not matter
+    second = demo_controlnet(unet, 5, (8, 16, 32)).state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert first["controlnet_mid_block.weight"].abs().sum() > 0

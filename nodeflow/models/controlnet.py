@@ -76,10 +76,17 @@ def demo_controlnet(unet: Any, seed: int, hint_channels: tuple[int, ...]) -> Any
 
     model = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=hint_channels)
     generator = torch.Generator("cpu").manual_seed(seed)
-    zero_layers = [model.controlnet_cond_embedding.conv_out, *model.controlnet_down_blocks, model.controlnet_mid_block]
+    embedding = model.controlnet_cond_embedding
+    # Every layer from_unet does not copy from the UNet: the hint encoder (else torch's global
+    # random state would make each build differ) and the zero layers (else it would add zeros).
     with torch.no_grad():
-        for layer in zero_layers:
+        for layer in [embedding.conv_in, *embedding.blocks]:
+            fan_in = layer.weight[0].numel()
+            layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) / fan_in**0.5)
+            layer.bias.zero_()
+        for layer in [embedding.conv_out, *model.controlnet_down_blocks, model.controlnet_mid_block]:
             layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator) * 0.05)
+            layer.bias.zero_()
     return model
 
 
