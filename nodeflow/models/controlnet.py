@@ -149,9 +149,6 @@ def fit_controlnet_config(state: dict[str, torch.Tensor], path: Path | str = "co
     skeleton = _skeleton(cross)
     channels = [int(state[f"down_blocks.{i}.resnets.0.conv1.weight"].shape[0]) for i in levels]
     depths = [_depth(state, f"down_blocks.{i}.attentions.0.") for i in levels]
-    hint = [int(state["controlnet_cond_embedding.conv_in.weight"].shape[0])]
-    hint += [int(state[f"controlnet_cond_embedding.blocks.{k}.weight"].shape[0])
-             for k in range(1, 2 * 16, 2) if f"controlnet_cond_embedding.blocks.{k}.weight" in state]
     fitted: dict[str, Any] = {
         "in_channels": int(state["conv_in.weight"].shape[1]),
         "conditioning_channels": int(state["controlnet_cond_embedding.conv_in.weight"].shape[1]),
@@ -159,17 +156,33 @@ def fit_controlnet_config(state: dict[str, torch.Tensor], path: Path | str = "co
         "layers_per_block": layers,
         "down_block_types": ["CrossAttnDownBlock2D" if d else "DownBlock2D" for d in depths],
         "cross_attention_dim": cross,
-        "conditioning_embedding_out_channels": hint,
+        "conditioning_embedding_out_channels": _hint_channels(state),
         "transformer_layers_per_block": [d or 1 for d in depths],
     }
+    return {**skeleton, **fitted, **_attention_fields(state, cross, channels)}
+
+
+def _hint_channels(state: dict[str, torch.Tensor]) -> list[int]:
+    """The hint encoder's widths: its first conv, then each stride-2 block (the odd ones)."""
+    widths = [int(state["controlnet_cond_embedding.conv_in.weight"].shape[0])]
+    k = 1
+    while f"controlnet_cond_embedding.blocks.{k}.weight" in state:
+        widths.append(int(state[f"controlnet_cond_embedding.blocks.{k}.weight"].shape[0]))
+        k += 2
+    return widths
+
+
+def _attention_fields(state: dict[str, torch.Tensor], cross: int, channels: list[int]) -> dict[str, Any]:
+    """Projection kind, head counts (SD 2.x and SDXL: 64-wide heads) and the added embedding, from the tensors."""
+    fields: dict[str, Any] = {}
     proj_in = next((v for k, v in state.items() if k.endswith(".proj_in.weight")), None)
     if proj_in is not None:
-        fitted["use_linear_projection"] = proj_in.ndim == 2
-    if cross != 768:  # SD 2.x and SDXL count 64-wide heads
-        fitted["attention_head_dim"] = [max(1, c // 64) for c in channels]
+        fields["use_linear_projection"] = proj_in.ndim == 2
+    if cross != 768:
+        fields["attention_head_dim"] = [max(1, c // 64) for c in channels]
     if "add_embedding.linear_1.weight" not in state:
-        fitted.update({"addition_embed_type": None, "addition_time_embed_dim": None, "projection_class_embeddings_input_dim": None})
-    return {**skeleton, **fitted}
+        fields.update({"addition_embed_type": None, "addition_time_embed_dim": None, "projection_class_embeddings_input_dim": None})
+    return fields
 
 
 def _skeleton(cross_attention_dim: int) -> dict[str, Any]:
