@@ -224,3 +224,23 @@ def test_unrolled_equals_loop_for_inpainting_latents(kind, tiny_sd_dir, sd_model
     assert torch.equal(loop, unrolled)
     if kind == "noise_mask":  # after the last step the kept area is the original itself
         assert torch.equal(loop[mask.expand_as(loop) == 0], original[mask.expand_as(original) == 0])
+
+
+def test_entries_and_inpainting_latents_survive_the_disk_cache_codec():
+    from nodeflow.codec import NotSerializable, decode_value, encode_value
+    from nodeflow.values import ControlApplication
+
+    area = ConditioningSetArea().run(CTX, _text(2.0), 8, 0, 32, 64, 0.5)
+    value = ConditioningCombine().run(CTX, dataclasses.replace(_text(1.0), added={"time_ids": torch.ones(1, 6)}), area)
+    latents = Latents(torch.randn(1, 4, 8, 8), 0.18, None, 4, NoiseMask(torch.ones(1, 1, 8, 8), torch.zeros(1, 4, 8, 8)),
+                      torch.zeros(1, 5, 8, 8))
+    for original in (value, latents):
+        tensors: dict[str, torch.Tensor] = {}
+        back = decode_value(encode_value(original, tensors), tensors)
+        assert type(back) is type(original)
+    assert back.noise_mask.mask.shape == (1, 1, 8, 8) and back.vae_factor == 4  # type: ignore[union-attr]
+    tensors = {}
+    again = decode_value(encode_value(value, tensors), tensors)
+    assert again.combined[0].area == (8, 0, 32, 64) and torch.equal(again.added["time_ids"], torch.ones(1, 6))
+    with pytest.raises(NotSerializable):  # a ControlNet is a model: such values stay in memory
+        encode_value(dataclasses.replace(value, controls=(ControlApplication(object(), torch.zeros(1)),)), {})
