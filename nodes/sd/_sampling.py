@@ -222,8 +222,10 @@ def _crop(tensor: torch.Tensor, box: tuple[int, int, int, int] | None, factor: i
 def _control_image(app: ControlApplication, box: tuple[int, int, int, int] | None, latents: Latents) -> torch.Tensor:
     """The control image at the ControlNet's resolution for these latents (Lanczos when resized), cropped to ``box``."""
     factor = control_factor(app.controlnet)
-    height, width = latents.samples.shape[-2:]
+    batch, _, height, width = latents.samples.shape
     image = app.image
+    if image.shape[0] not in (1, batch):
+        raise ValueError(f"the control image holds {image.shape[0]} pictures for {batch} latents: give 1, or one per latent")
     if tuple(image.shape[-2:]) != (height * factor, width * factor):
         image = resize_pixels(image, width * factor, height * factor)
     return _crop(image, box, factor)
