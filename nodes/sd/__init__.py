@@ -1,8 +1,9 @@
-"""Stable Diffusion pack: every stage of SD 1.x txt2img/img2img as a typed node.
+"""Stable Diffusion pack: every stage of SD 1.x/2.x txt2img, img2img, inpainting, ControlNet and hires fix as a typed node.
 
-Results equal diffusers' ``StableDiffusionPipeline`` and
-``StableDiffusionImg2ImgPipeline`` bit for bit for the same components, seed and
-settings (tests/test_sd_*.py). Each module lists its nodes in ``NODES``.
+Results equal diffusers' ``StableDiffusionPipeline``, ``StableDiffusionImg2ImgPipeline``,
+``StableDiffusionInpaintPipeline`` and ``StableDiffusionControlNetPipeline`` bit for bit
+for the same components, seed and settings (tests/test_sd_*.py). Each module lists its
+nodes in ``NODES``; all of them sample through the one loop in :mod:`._sampling`.
 """
 
 from __future__ import annotations
