@@ -8,6 +8,7 @@ masked-image latents concatenated to the UNet input).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,8 @@ pytestmark = pytest.mark.usefixtures("sd_one_thread")
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
 PROMPT, NEGATIVE, SEED, GUIDANCE, SIZE = "a door in a wall", "dark", 321, 6.0, 48
+#: SD 1.5's published scheduler config (PNDM, scaled-linear betas), from the shipped skeleton.
+SD15_SCHEDULER = json.loads((Path(__file__).resolve().parent.parent / "nodeflow/models/configs/sd1/scheduler/scheduler_config.json").read_text())
 
 
 def build_inpaint_model(out: Path, in_channels: int) -> Path:
@@ -30,7 +33,7 @@ def build_inpaint_model(out: Path, in_channels: int) -> Path:
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-    from tests.conftest import SD15_SCHEDULER_CONFIG, tokenizer_dir
+    from nodeflow.models.single_file import TOKENIZER_DIR
 
     torch.manual_seed(11 + in_channels)
     unet = UNet2DConditionModel(
@@ -46,9 +49,9 @@ def build_inpaint_model(out: Path, in_channels: int) -> Path:
         vocab_size=49408, max_position_embeddings=77, hidden_size=24, intermediate_size=48, num_hidden_layers=2,
         num_attention_heads=4, projection_dim=24, hidden_act="quick_gelu", bos_token_id=49406, eos_token_id=49407, pad_token_id=49407,
     ))
-    tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_dir()), local_files_only=True)
+    tokenizer = CLIPTokenizer.from_pretrained(str(TOKENIZER_DIR), local_files_only=True)
     pipe = StableDiffusionInpaintPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=PNDMScheduler.from_config(SD15_SCHEDULER_CONFIG),
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=PNDMScheduler.from_config(SD15_SCHEDULER),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     pipe.save_pretrained(out, safe_serialization=True)
