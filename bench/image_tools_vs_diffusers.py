@@ -14,8 +14,9 @@ model's UNet encoder, zero layers filled with seeded noise), built the same way 
 sides. The outpaint pipeline is given the padded picture made beforehand (padding is not timed).
 
 ``--vae-sizes`` measures the peak RSS of decoding one latent of each size with VAE
-Decode and VAE Decode (Tiled) (512 px tiles), each in a fresh subprocess, on the SD
-1.5-shaped VAE; ``--vae-tiled-only`` skips the whole decodes (for sizes they cannot fit).
+Decode and VAE Decode (Tiled) (512 px tiles), each in a fresh subprocess that loads
+only the SD 1.5-shaped VAE; ``--vae-tiled-sizes`` decodes tiled only (for sizes a whole
+decode cannot fit).
 """
 
 from __future__ import annotations
@@ -257,7 +258,7 @@ def main() -> None:
     parser.add_argument("--sd15-repeats", type=int, default=3)
     parser.add_argument("--skip-tiny", action="store_true")
     parser.add_argument("--vae-sizes", default="", help="comma-separated pixel sizes for the VAE decode memory check (SD 1.5 VAE)")
-    parser.add_argument("--vae-tiled-only", action="store_true")
+    parser.add_argument("--vae-tiled-sizes", default="", help="sizes decoded tiled only")
     parser.add_argument("--no-rss", action="store_true")
     parser.add_argument("--child", choices=["graph", "diffusers", "vae"], help=argparse.SUPPRESS)
     parser.add_argument("--name", help=argparse.SUPPRESS)
@@ -272,19 +273,20 @@ def main() -> None:
         return
     print(f"{os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} thread(s), load average {os.getloadavg()[0]:.1f}")
     print("model | workflow | steps | graph | diffusers | ratio | paired | identical | peak RSS graph / diffusers | RSS ratio")
-    if not args.skip_tiny:
+    if not args.skip_tiny and args.only:
         tiny = build_random_sd(Path(tempfile.mkdtemp(prefix="bench_tiny_")) / "model", sd15=False)
         bench_model("tiny, 64 px", str(tiny), 64, 4, args.steps, args, args.repeats)
-    if args.sd15 or args.vae_sizes:
+    if args.sd15 or args.vae_sizes or args.vae_tiled_sizes:
         sd15 = build_random_sd(Path(tempfile.mkdtemp(prefix="bench_sd15_")) / "model", sd15=True)
         if args.sd15:
             bench_model("SD 1.5-shaped, 256 px", str(sd15), 256, 8, args.sd15_steps, args, args.sd15_repeats)
-        for size in [int(s) for s in args.vae_sizes.split(",") if s]:
-            for tiled in ([True] if args.vae_tiled_only else [False, True]):
-                found = subprocess_rss(["--child", "vae", "--model", str(sd15), "--size", str(size)] + (["--tiled"] if tiled else []),
-                                       args.threads)
-                print(f"VAE decode {size}x{size} {'tiled (512 px tiles)' if tiled else 'whole'}: peak RSS "
-                      f"{found['peak_rss_mib']:,.0f} MiB, {found['seconds']:.1f} s (load, decode)", flush=True)
+        runs = [(int(s), t) for s in args.vae_sizes.split(",") if s for t in (False, True)]
+        runs += [(int(s), True) for s in args.vae_tiled_sizes.split(",") if s]
+        for size, tiled in runs:
+            found = subprocess_rss(["--child", "vae", "--model", str(sd15), "--size", str(size)] + (["--tiled"] if tiled else []),
+                                   args.threads)
+            print(f"VAE decode {size}x{size} {'tiled (512 px tiles)' if tiled else 'whole'}: peak RSS "
+                  f"{found['peak_rss_mib']:,.0f} MiB, {found['seconds']:.1f} s (load, decode)", flush=True)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
