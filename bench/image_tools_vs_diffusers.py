@@ -204,13 +204,14 @@ def child(args: argparse.Namespace) -> None:
 
 def vae_child(model: str, size: int, tiled: bool) -> None:
     """Decode one random latent of ``size`` px with VAE Decode or VAE Decode (Tiled)."""
+    from diffusers import AutoencoderKL
     from nodeflow_nodes.sd.vae import VAEDecode, VAEDecodeTiled
 
     from nodeflow.context import Context
-    from nodeflow.models.folder import load_folder
     from nodeflow.values import Latents
 
-    vae = load_folder(Path(model), dtype="fp32", device="cpu").vae
+    # The VAE alone (fp32, as the model store loads it on the CPU): the figure is the decode's, not the model's.
+    vae = AutoencoderKL.from_pretrained(model, subfolder="vae", local_files_only=True, torch_dtype=torch.float32).eval()
     latents = Latents(torch.randn(1, 4, size // 8, size // 8), float(vae.config.scaling_factor))
     ctx = Context("decode", "sd.vae_decode")
     image = VAEDecodeTiled().run(ctx, vae, latents, 512, 0.25) if tiled else VAEDecode().run(ctx, vae, latents)
