@@ -37,6 +37,7 @@ NOISE_PRED = "NOISE_PRED"
 IMAGE = "IMAGE"
 MASK = "MASK"
 EMBEDDING = "EMBEDDING"
+CONTROLNET = "CONTROLNET"
 
 #: Types whose values can be typed into a widget (a literal in the graph JSON).
 LITERAL_TYPES = frozenset({INT, FLOAT, STRING, BOOL})
@@ -58,12 +59,13 @@ DESCRIPTIONS: dict[str, str] = {
     SCHEDULER_CONFIG: "a model's scheduler configuration (a dict)",
     SCHEDULER: "a diffusers scheduler with its timesteps, position and multistep history",
     TOKENS: "token ids and attention mask",
-    CONDITIONING: "text embeddings for cross-attention",
+    CONDITIONING: "text embeddings for cross-attention (one or more entries, with areas, masks, ControlNets)",
     LATENTS: "latents in the UNet's (scaled) space",
     NOISE_PRED: "a UNet noise prediction",
     IMAGE: "images, float [0,1], layout [B,3,H,W]",
     MASK: "masks, float [0,1], layout [B,1,H,W]",
     EMBEDDING: "a textual-inversion embedding and its token",
+    CONTROLNET: "a ControlNet model (diffusers ControlNetModel)",
 }
 
 #: Python annotations that stand for a primitive socket type.
@@ -115,7 +117,7 @@ def socket_type_of(annotation: Any) -> str | None:
     return declared if isinstance(declared, str) else None
 
 
-_VALUE_NAMES = frozenset({"Tokens", "Conditioning", "Latents", "Image", "Mask", "NoisePred", "SchedulerState", "Embedding"})
+_VALUE_NAMES = frozenset({"Tokens", "ControlApplication", "Conditioning", "NoiseMask", "Latents", "Image", "Mask", "NoisePred", "SchedulerState", "Embedding"})
 
 
 def __getattr__(name: str) -> Any:
@@ -129,7 +131,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ANY", "INT", "FLOAT", "STRING", "BOOL", "TOKENIZER", "TEXT_ENCODER", "UNET", "VAE", "SCHEDULER_CONFIG",
-    "SCHEDULER", "TOKENS", "CONDITIONING", "LATENTS", "NOISE_PRED", "IMAGE", "MASK", "EMBEDDING",
+    "SCHEDULER", "TOKENS", "CONDITIONING", "LATENTS", "NOISE_PRED", "IMAGE", "MASK", "EMBEDDING", "CONTROLNET",
     "LITERAL_TYPES", "WIDENINGS", "DESCRIPTIONS", "PRIMITIVES", "can_connect", "convert", "compatibility_table",
     "socket_type_of",
 ]

@@ -9,7 +9,8 @@ frozen dataclasses, and the executor checks tensors' version counters.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import torch
@@ -44,13 +45,86 @@ class Tokens:
     vectors: torch.Tensor | None = None
 
 
+@dataclass(frozen=True, eq=False)
+class ControlApplication:
+    """One ControlNet applied to a conditioning entry (the Apply ControlNet node makes these).
+
+    ``image`` is the control image, float [0, 1], [1 or B, 3, H, W] on the CPU;
+    ``scale`` multiplies the ControlNet's residuals; it acts on the steps whose
+    fraction of the schedule lies in [``start``, ``end``] (diffusers'
+    ``control_guidance_start``/``control_guidance_end``). Compared by identity: the same
+    application attached to the positive and the negative side runs once on both.
+    """
+
+    controlnet: Any
+    image: torch.Tensor
+    scale: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+
+
 @dataclass(frozen=True)
 class Conditioning:
-    """Text embeddings [B, 77 * n, D] that the UNet cross-attends to (n chunks; see :func:`match_lengths`)."""
+    """What the UNet is conditioned on: one entry, or several whose predictions are averaged.
+
+    An entry is text ``embeddings`` [B, 77 * n, D] that the UNet cross-attends to (n
+    chunks; see :func:`match_lengths`), plus:
+
+    * ``added``: further per-row UNet inputs, passed as ``added_cond_kwargs`` (SDXL:
+      ``text_embeds`` [B, 1280] and ``time_ids`` [B, 6]); each tensor has one row per
+      prompt and is spread over the batch and concatenated ``[uncond, cond]`` exactly
+      like the embeddings;
+    * ``area``: ``(x, y, width, height)`` in pixels: the entry only predicts the noise
+      of that rectangle (ComfyUI's ConditioningSetArea), with its edges feathered;
+    * ``mask``: float [1 or B, 1, H, W]: the entry's weight per pixel (ConditioningSetMask);
+    * ``strength``: the entry's weight against the others;
+    * ``controls``: ControlNets applied to this entry, in order (their residuals add up).
+
+    ``combined`` holds further entries (ConditioningCombine): the noise prediction of a
+    side is the per-pixel weighted mean of its entries' predictions, weights
+    ``mask * strength`` (see :mod:`nodeflow_nodes.sd._sampling`). A single entry without
+    area or mask is the plain case: one batch-2 UNet call, as diffusers makes it.
+    """
 
     __socket_type__: ClassVar[str] = t.CONDITIONING
 
     embeddings: torch.Tensor
+    added: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    area: tuple[int, int, int, int] | None = None
+    mask: torch.Tensor | None = None
+    strength: float = 1.0
+    controls: tuple[ControlApplication, ...] = ()
+    combined: tuple[Conditioning, ...] = ()
+
+    @property
+    def entries(self) -> tuple[Conditioning, ...]:
+        """Every entry, this one first, each without ``combined``."""
+        head = replace(self, combined=()) if self.combined else self
+        return (head, *(e for c in self.combined for e in c.entries))
+
+    def combine(self, other: Conditioning) -> Conditioning:
+        """Both values' entries in one conditioning (ComfyUI's ConditioningCombine)."""
+        return replace(self, combined=(*self.combined, *other.entries))
+
+    def map_entries(self, change: Any) -> Conditioning:
+        """A conditioning whose every entry is ``change(entry)`` (a function of one entry)."""
+        first, *rest = [change(e) for e in self.entries]
+        return replace(first, combined=tuple(rest))
+
+
+@dataclass(frozen=True)
+class NoiseMask:
+    """Where inpainting may change latents, and what to keep elsewhere (for 4-channel UNets).
+
+    ``mask`` is [1 or B, 1, h, w] at latent resolution, 1 = repaint. ``original`` holds
+    the clean latents kept outside the mask; ``noise`` is the noise Img2Img Init added
+    (set by it), used to re-noise ``original`` to each next timestep before blending, as
+    ``StableDiffusionInpaintPipeline`` does.
+    """
+
+    mask: torch.Tensor
+    original: torch.Tensor
+    noise: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +140,12 @@ class Latents:
     as diffusers' pipelines do with one generator (initial noise first, then step noise).
     A 2-D state [B, n] is one stream per image (per-image seeds), as diffusers' lists
     of generators.
+
+    ``vae_factor`` is the VAE's pixels per latent cell along a side (8 for SD; areas and
+    sizes given in pixels are converted with it). ``noise_mask`` (inpainting with an
+    ordinary UNet) keeps the unmasked area after every step; ``concat`` [1 or B, k, h, w]
+    are extra UNet input channels (an inpainting UNet's mask and masked-image latents),
+    concatenated to the latents when the UNet takes them. Samplers carry both along.
     """
 
     __socket_type__: ClassVar[str] = t.LATENTS
@@ -73,6 +153,9 @@ class Latents:
     samples: torch.Tensor
     scaling_factor: float = 1.0
     generator_state: torch.Tensor | None = None
+    vae_factor: int = 8
+    noise_mask: NoiseMask | None = None
+    concat: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -115,7 +198,9 @@ class SchedulerState:
     history (PNDM's ``ets``, DPM-Solver's ``model_outputs``...) of the steps taken so
     far. It is never mutated once in a state: a step works on a deep copy and returns
     a new state, so a cached state can feed any number of branches. ``index`` is the
-    position in ``scheduler.timesteps`` of the next step; ``eta`` is DDIM's eta.
+    position in ``scheduler.timesteps`` of the next step; ``eta`` is DDIM's eta;
+    ``start`` the index this run began at (img2img skips the first timesteps), so
+    fractions of the schedule (a ControlNet's start/end) count from there.
     """
 
     __socket_type__: ClassVar[str] = t.SCHEDULER
@@ -125,6 +210,7 @@ class SchedulerState:
     steps: int = 0
     name: str = ""
     eta: float = 0.0
+    start: int = 0
 
     @property
     def timesteps(self) -> torch.Tensor:
@@ -165,4 +251,4 @@ def match_lengths(*embeddings: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(e if e.shape[1] == common else e.repeat(1, common // e.shape[1], 1) for e in embeddings)
 
 
-__all__ = ["match_lengths", "Tokens", "Conditioning", "Latents", "Image", "Mask", "NoisePred", "SchedulerState", "Embedding"]
+__all__ = ["match_lengths", "Tokens", "ControlApplication", "Conditioning", "NoiseMask", "Latents", "Image", "Mask", "NoisePred", "SchedulerState", "Embedding"]

@@ -411,8 +411,8 @@ def test_the_node_library_is_built_from_the_catalogue_and_adds_what_you_pick(pag
     page.get_by_role("button", name="New", exact=True).click()  # the first visit's txt2img is unchanged: no question
     page.wait_for_function("Object.keys(nodeflow.getGraph().nodes).length === 0")
     page.get_by_label("Search nodes").fill("vae dec")
-    assert [e.get_attribute("data-type") for e in entries.all()] == ["sd.vae_decode"]
-    page.get_by_role("listitem", name="Add VAE Decode").click()
+    assert [e.get_attribute("data-type") for e in entries.all()] == ["sd.vae_decode", "sd.vae_decode_tiled"]
+    page.get_by_role("listitem", name="Add VAE Decode", exact=True).click()
     graph = page.evaluate("nodeflow.getGraph()")
     assert [n["type"] for n in graph["nodes"].values()] == ["sd.vae_decode"]
 

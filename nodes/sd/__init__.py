@@ -1,15 +1,33 @@
-"""Stable Diffusion pack: every stage of SD 1.x txt2img/img2img as a typed node.
+"""Stable Diffusion pack: every stage of SD 1.x/2.x txt2img, img2img, inpainting, ControlNet and hires fix as a typed node.
 
-Results equal diffusers' ``StableDiffusionPipeline`` and
-``StableDiffusionImg2ImgPipeline`` bit for bit for the same components, seed and
-settings (tests/test_sd_*.py). Each module lists its nodes in ``NODES``.
+Results equal diffusers' ``StableDiffusionPipeline``, ``StableDiffusionImg2ImgPipeline``,
+``StableDiffusionInpaintPipeline`` and ``StableDiffusionControlNetPipeline`` bit for bit
+for the same components, seed and settings (tests/test_sd_*.py). Each module lists its
+nodes in ``NODES``; all of them sample through the one loop in :mod:`._sampling`.
 """
 
 from __future__ import annotations
 
-from . import batches, conditioning_ops, images, latents, load, lora, sampling, schedulers, text, textual_inversion, vae
+from . import (
+    batches,
+    conditioning,
+    controlnet,
+    images,
+    inpaint,
+    latents,
+    load,
+    lora,
+    masks,
+    sampling,
+    schedulers,
+    text,
+    textual_inversion,
+    upscale,
+    vae,
+)
 
 NODES: list[type] = [
     *load.NODES, *text.NODES, *schedulers.NODES, *latents.NODES, *sampling.NODES, *vae.NODES, *images.NODES,
-    *lora.NODES, *textual_inversion.NODES, *conditioning_ops.NODES, *batches.NODES,
+    *lora.NODES, *textual_inversion.NODES, *masks.NODES, *inpaint.NODES,
+    *conditioning.NODES, *controlnet.NODES, *upscale.NODES, *batches.NODES,
 ]

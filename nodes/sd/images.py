@@ -40,22 +40,30 @@ def image_to_uint8(image: Image) -> np.ndarray:
     return (array * 255).round().astype("uint8")  # type: ignore[no-any-return]
 
 
-@node("sd.load_image", display_name="Load Image", category="sd/image", version="1.1.0")
+@node("sd.load_image", display_name="Load Image", category="sd/image", version="1.2.0")
 class LoadImage:
-    """Load a picture file (PNG, JPEG, WebP...) as an RGB image in [0, 1]."""
+    """Load a picture file (PNG, JPEG, WebP...) as an RGB image in [0, 1], and its alpha as a mask.
+
+    ``mask`` is 1 where the picture is transparent (repaint there), 0 where opaque; all
+    zeros for a picture without alpha.
+    """
 
     path = Input("STRING", widget="image", file="image",
                  description="absolute, or relative to the graph file's folder, the working dir or the server's uploads")
     image = Output("IMAGE")
     width = Output("INT")
     height = Output("INT")
+    mask = Output("MASK", description="1 where the picture is transparent")
 
     def run(self, ctx: Context, path: str) -> dict[str, Any]:
         from PIL import Image as PILImage
 
+        from .masks import mask_from_picture
+
         with PILImage.open(ctx.paths.resolve(path, "image")) as picture:
             image = pil_to_image(picture)
-        return {"image": image, "width": image.pixels.shape[-1], "height": image.pixels.shape[-2]}
+            mask = mask_from_picture(picture, "alpha")
+        return {"image": image, "width": image.pixels.shape[-1], "height": image.pixels.shape[-2], "mask": mask}
 
 
 def _safe(text: str) -> str:

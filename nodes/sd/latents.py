@@ -52,10 +52,12 @@ class NoiseLatents:
         factor = _common.vae_scale_factor(vae)
         if width % factor or height % factor:
             raise ValueError(f"width and height must be multiples of {factor} for this VAE, not {width}x{height}")
-        shape = (batch, unet.config.in_channels, height // factor, width // factor)
+        # An inpainting UNet takes more channels (mask, masked image) than it denoises: the VAE's count.
+        channels = min(int(unet.config.in_channels), int(vae.config.latent_channels))
+        shape = (batch, channels, height // factor, width // factor)
         generator = _common.per_image_streams([seed + i for i in range(batch)]) if per_image_seeds else _common.stream(seed=seed)
         samples = _common.noise(shape, generator, *_common.placement(unet)) * scheduler.scheduler.init_noise_sigma
-        return Latents(samples, float(vae.config.scaling_factor), generator.get_state())
+        return Latents(samples, float(vae.config.scaling_factor), generator.get_state(), vae_factor=factor)
 
 
 @node("sd.img2img_init", display_name="Img2Img Init", category="sd/latents")
@@ -65,6 +67,11 @@ class Img2ImgInit:
     As diffusers' img2img pipeline: of ``steps`` timesteps, the last ``int(steps *
     strength)`` remain. The noise continues the latents' random stream (the one VAE
     Encode started), unless ``seed`` is set to start a new one.
+
+    Latents carrying a noise mask (Set Latent Noise Mask) are inpainting latents and
+    follow ``StableDiffusionInpaintPipeline``: the noise is kept with the mask (the
+    sampler re-noises the original with it after every step), and at strength 1 they
+    start from pure noise (times the scheduler's ``init_noise_sigma``), not the noised image.
     """
 
     latents = Input("LATENTS", description="the image's latents (from VAE Encode)")
@@ -89,13 +96,13 @@ class Img2ImgInit:
         if init_timestep == 0:
             raise ValueError(_no_step_left(strength, steps))
         state = scheduler
-        scheduler = copy.deepcopy(state.scheduler)
-        begin = t_start * scheduler.order
-        if hasattr(scheduler, "set_begin_index"):
-            scheduler.set_begin_index(begin)
+        sched: Any = copy.deepcopy(state.scheduler)
+        begin = t_start * sched.order
+        if hasattr(sched, "set_begin_index"):
+            sched.set_begin_index(begin)
         return {
-            "noised": _noised(latents, scheduler, begin, seed),
-            "remaining": dataclasses.replace(state, scheduler=scheduler, index=begin),
+            "noised": _noised(latents, sched, begin, seed, pure_noise=strength == 1.0),
+            "remaining": dataclasses.replace(state, scheduler=sched, index=begin, start=begin),
         }
 
 
@@ -104,14 +111,29 @@ def _size_problems(width: int | None, height: int | None) -> list[ErrorInfo]:
             for side, value in (("width", width), ("height", height)) if value is not None and value % 8]
 
 
-def _noised(latents: Latents, scheduler: Any, begin: int, seed: int) -> Latents:
-    """``latents`` noised to ``scheduler.timesteps[begin]`` with seeded noise (``seed`` < 0: the latents' own stream)."""
+def _noised(latents: Latents, scheduler: Any, begin: int, seed: int, pure_noise: bool = False) -> Latents:
+    """``latents`` noised to ``scheduler.timesteps[begin]`` with seeded noise (``seed`` < 0: the latents' own stream).
+
+    With a noise mask (inpainting with an ordinary UNet) the mask keeps the clean
+    latents and the noise, to restore the unmasked area after every step; and at full
+    strength (``pure_noise``) the start is plain noise, as the inpainting pipeline's
+    ``is_strength_max`` makes it.
+    """
     start_t = scheduler.timesteps[begin:][:1]
     samples = latents.samples
+    mask = latents.noise_mask
+    if mask is not None:
+        # The inpainting pipeline tiles the image latents over the batch; the copy is contiguous,
+        # and the UNet's kernels sum in another order on other layouts.
+        samples = samples.repeat(1, 1, 1, 1)
     generator = _common.stream(latents.generator_state) if seed < 0 else _common.stream(seed=seed)
     noise = _common.noise(tuple(samples.shape), generator, samples.device, samples.dtype)
-    noised = scheduler.add_noise(samples, noise, start_t.repeat(samples.shape[0]))
-    return Latents(noised, latents.scaling_factor, generator.get_state())
+    if mask is not None and pure_noise:
+        noised = noise * scheduler.init_noise_sigma
+    else:
+        noised = scheduler.add_noise(samples, noise, start_t.repeat(samples.shape[0]))
+    kept = None if mask is None else dataclasses.replace(mask, original=samples, noise=noise)
+    return dataclasses.replace(latents, samples=noised, generator_state=generator.get_state(), noise_mask=kept)
 
 
 @node("sd.empty_latents", display_name="Empty Latents", category="sd/latents", version="1.0.0")
@@ -140,8 +162,9 @@ class EmptyLatents:
         if width % factor or height % factor:
             raise ValueError(f"width and height must be multiples of {factor} for this VAE, not {width}x{height}")
         device, dtype = _common.placement(unet)
-        samples = torch.zeros((batch, unet.config.in_channels, height // factor, width // factor), device=device, dtype=dtype)
-        return Latents(samples, float(vae.config.scaling_factor))
+        channels = min(int(unet.config.in_channels), int(vae.config.latent_channels))
+        samples = torch.zeros((batch, channels, height // factor, width // factor), device=device, dtype=dtype)
+        return Latents(samples, float(vae.config.scaling_factor), vae_factor=factor)
 
 
 @node("sd.add_noise", display_name="Add Noise", category="sd/latents", version="1.0.0")

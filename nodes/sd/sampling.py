@@ -27,7 +27,7 @@ from nodeflow.node import Context, Input, Output, node
 from nodeflow.values import Conditioning, Latents, NoisePred, SchedulerState
 
 from . import _common
-from ._sampling import cfg_embeddings, guide, predict_noise, scheduler_step
+from ._sampling import guide, keep_unmasked, predict, prepare, scheduler_step
 
 #: Seconds between two previews. A preview costs ~0.1-0.4 ms: nothing beside a real SD step
 #: (every step gets one), but 2% of a tiny model's 17 ms step; nobody watches faster than this.
@@ -38,6 +38,16 @@ def _current_t(state: SchedulerState) -> torch.Tensor:
     if state.remaining <= 0:
         raise ValueError(f"the {state.name} state has no steps left (all {len(state.timesteps)} timesteps taken)")
     return state.timesteps[state.index]
+
+
+def _position(state: SchedulerState, index: int) -> tuple[int, int]:
+    """Step ``index`` as ``(i, n)``: its place among the timesteps this run started with (ControlNet start/end)."""
+    return index - state.start, len(state.timesteps) - state.start
+
+
+def _next_t(timesteps: torch.Tensor, index: int) -> torch.Tensor | None:
+    """The timestep after ``index`` (None after the last): where a noise mask re-noises its original to."""
+    return timesteps[index + 1] if index + 1 < len(timesteps) else None
 
 
 @node("sd.unet_step", display_name="UNet Step", category="sd/sampling/steps")
@@ -58,11 +68,11 @@ class UNetStep:
     def run(
         self, ctx: Context, unet: Any, latents: Latents, scheduler: SchedulerState, positive: Conditioning, negative: Conditioning | None = None
     ) -> NoisePred:
-        t = _current_t(scheduler)
-        scheduler = copy.deepcopy(scheduler.scheduler)  # scale_model_input may update its bookkeeping
-        samples = latents.samples
-        embeddings = cfg_embeddings(positive.embeddings, negative.embeddings if negative is not None else None, samples.shape[0])
-        cond, uncond = predict_noise(unet, scheduler, samples, t, embeddings, guided=negative is not None)
+        state = scheduler
+        t = _current_t(state)
+        scheduler = copy.deepcopy(state.scheduler)  # scale_model_input may update its bookkeeping
+        plan = prepare(unet, positive, negative, latents)
+        cond, uncond = predict(unet, scheduler, plan, latents.samples, t, _position(state, state.index))
         return NoisePred(cond, uncond)
 
 
@@ -106,8 +116,9 @@ class SchedulerStep:
             scheduler.scale_model_input(latents.samples, t)
         generator = _common.stream(latents.generator_state)
         prev = scheduler_step(scheduler, noise_pred.cond, t, latents.samples, generator, state.eta)
+        prev = keep_unmasked(scheduler, latents, prev, _next_t(state.timesteps, state.index))
         return {
-            "next_latents": Latents(prev, latents.scaling_factor, generator.get_state()),
+            "next_latents": dataclasses.replace(latents, samples=prev, generator_state=generator.get_state()),
             "next_scheduler": dataclasses.replace(state, scheduler=scheduler, index=state.index + 1),
         }
 
@@ -146,21 +157,23 @@ class Denoise:
         remaining = scheduler.timesteps[state.index :]
         guided = guidance_scale > 1.0  # diffusers' do_classifier_free_guidance
         samples = latents.samples
-        embeddings = cfg_embeddings(positive.embeddings, negative.embeddings if guided else None, samples.shape[0])
+        plan = prepare(unet, positive, negative if guided else None, latents)
         generator = _common.stream(latents.generator_state)
         total = len(remaining)
         last_preview = -PREVIEW_INTERVAL
         for i, t in enumerate(remaining):
             ctx.check_cancelled()
-            cond, uncond = predict_noise(unet, scheduler, samples, t, embeddings, guided)
+            index = state.index + i
+            cond, uncond = predict(unet, scheduler, plan, samples, t, _position(state, index))
             noise_pred = guide(cond, uncond, guidance_scale, guidance_rescale)
             samples = scheduler_step(scheduler, noise_pred, t, samples, generator, state.eta)
+            samples = keep_unmasked(scheduler, latents, samples, _next_t(scheduler.timesteps, index))
             now = time.perf_counter()
             if ctx.emit is not None and (now - last_preview >= PREVIEW_INTERVAL or i + 1 == total):
                 ctx.preview(_common.latent_preview(samples))
                 last_preview = now
             ctx.progress(i + 1, total)
-        return Latents(samples, latents.scaling_factor, generator.get_state())
+        return dataclasses.replace(latents, samples=samples, generator_state=generator.get_state())
 
 
 NODES = [Denoise, UNetStep, Guidance, SchedulerStep]

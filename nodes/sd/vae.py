@@ -22,13 +22,18 @@ class VAEDecode:
     image = Output("IMAGE")
 
     def run(self, ctx: Context, vae: Any, latents: Latents) -> Image:
-        device, dtype = _common.placement(vae)
-        samples = latents.samples.to(device=device, dtype=dtype)
-        with torch.no_grad():
-            decoded = vae.decode(samples / latents.scaling_factor, return_dict=False)[0]
-        # VaeImageProcessor.postprocess: denormalise and clamp in the VAE's dtype, then float32.
-        pixels = (decoded * 0.5 + 0.5).clamp(0, 1)
-        return Image(pixels.cpu().float())
+        return decode(vae, latents)
+
+
+def decode(vae: Any, latents: Latents) -> Image:
+    """Latents -> images in [0, 1] with ``vae`` (or a tiling view of it, :func:`tiling`)."""
+    device, dtype = _common.placement(vae)
+    samples = latents.samples.to(device=device, dtype=dtype)
+    with torch.no_grad():
+        decoded = vae.decode(samples / latents.scaling_factor, return_dict=False)[0]
+    # VaeImageProcessor.postprocess: denormalise and clamp in the VAE's dtype, then float32.
+    pixels = (decoded * 0.5 + 0.5).clamp(0, 1)
+    return Image(pixels.cpu().float())
 
 
 @node("sd.vae_encode", display_name="VAE Encode", category="sd/latents")
@@ -48,15 +53,76 @@ class VAEEncode:
     latents = Output("LATENTS")
 
     def run(self, ctx: Context, vae: Any, image: Image, seed: int, mode: str) -> Latents:
-        pixels = _fit(image.pixels, _common.vae_scale_factor(vae))
-        device, dtype = _common.placement(vae)
-        normalised = (2.0 * pixels - 1.0).to(device=device, dtype=dtype)
-        generator = _common.stream(seed=seed)
-        with torch.no_grad():
-            posterior = vae.encode(normalised).latent_dist
-            samples = posterior.sample(generator) if mode == "sample" else posterior.mode()
-        scaling = float(vae.config.scaling_factor)
-        return Latents(scaling * samples, scaling, generator.get_state())
+        return encode(vae, image, _common.stream(seed=seed), mode)
+
+
+def encode(vae: Any, image: Image, generator: torch.Generator, mode: str = "sample") -> Latents:
+    """Images -> scaled latents with ``vae`` (or a tiling view of it), sampling with ``generator``; the stream travels on."""
+    pixels = _fit(image.pixels, _common.vae_scale_factor(vae))
+    device, dtype = _common.placement(vae)
+    normalised = (2.0 * pixels - 1.0).to(device=device, dtype=dtype)
+    with torch.no_grad():
+        posterior = vae.encode(normalised).latent_dist
+        samples = posterior.sample(generator) if mode == "sample" else posterior.mode()
+    scaling = float(vae.config.scaling_factor)
+    return Latents(scaling * samples, scaling, generator.get_state(), vae_factor=_common.vae_scale_factor(vae))
+
+
+def tiling(vae: Any, tile_size: int, overlap: float) -> Any:
+    """A view of ``vae`` that decodes and encodes in overlapping tiles (diffusers' ``enable_tiling``), leaving ``vae`` as it is.
+
+    A shallow copy: it shares the modules and weights, and only its own tiling settings
+    differ, so a VAE shared through the model store is never switched for other runs.
+    ``tile_size`` 0 keeps the VAE's own (its config's ``sample_size``, 512 for SD).
+    """
+    import copy
+
+    if not hasattr(vae, "tiled_decode"):
+        raise ValueError(f"this VAE ({type(vae).__name__}) cannot decode in tiles")
+    view = copy.copy(vae)
+    view.use_tiling = True
+    if tile_size:
+        view.tile_sample_min_size = tile_size
+        view.tile_latent_min_size = tile_size // _common.vae_scale_factor(vae)
+    view.tile_overlap_factor = overlap
+    return view
+
+
+_TILE = Input("INT", default=0, min=0, max=4096, step=64, description="tile size in pixels; 0: the VAE's own (512 for SD)")
+_OVERLAP = Input("FLOAT", default=0.25, min=0.0, max=0.75, step=0.05, description="fraction of a tile blended with its neighbours")
+
+
+@node("sd.vae_decode_tiled", display_name="VAE Decode (Tiled)", category="sd/latents")
+class VAEDecodeTiled:
+    """Decode latents tile by tile, so big pictures fit in memory (diffusers' VAE tiling; seams are blended).
+
+    Latents no larger than one tile decode in one piece, exactly as VAE Decode.
+    """
+
+    vae = Input("VAE")
+    latents = Input("LATENTS")
+    tile_size = _TILE
+    overlap = _OVERLAP
+    image = Output("IMAGE")
+
+    def run(self, ctx: Context, vae: Any, latents: Latents, tile_size: int, overlap: float) -> Image:
+        return decode(tiling(vae, tile_size, overlap), latents)
+
+
+@node("sd.vae_encode_tiled", display_name="VAE Encode (Tiled)", category="sd/latents")
+class VAEEncodeTiled:
+    """Encode images tile by tile (diffusers' VAE tiling), for pictures too big to encode at once."""
+
+    vae = Input("VAE")
+    image = Input("IMAGE")
+    seed = Input("INT", default=0, min=0, max=_common.MAX_SEED, widget="seed")
+    mode = Input("STRING", default="sample", choices=["sample", "argmax"])
+    tile_size = _TILE
+    overlap = _OVERLAP
+    latents = Output("LATENTS")
+
+    def run(self, ctx: Context, vae: Any, image: Image, seed: int, mode: str, tile_size: int, overlap: float) -> Latents:
+        return encode(tiling(vae, tile_size, overlap), image, _common.stream(seed=seed), mode)
 
 
 def _fit(pixels: torch.Tensor, factor: int) -> torch.Tensor:
@@ -78,4 +144,4 @@ def _fit(pixels: torch.Tensor, factor: int) -> torch.Tensor:
     return torch.from_numpy(np.stack(resized).transpose(0, 3, 1, 2))
 
 
-NODES = [VAEDecode, VAEEncode]
+NODES = [VAEDecode, VAEEncode, VAEDecodeTiled, VAEEncodeTiled]

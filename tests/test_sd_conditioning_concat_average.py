@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from nodeflow_nodes.sd.conditioning_ops import ConditioningAverage, ConditioningConcat
+from nodeflow_nodes.sd.conditioning import ConditioningAverage, ConditioningConcat
 
 from nodeflow.cache import Cache
 from nodeflow.executor import Executor
