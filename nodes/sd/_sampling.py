@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from nodeflow.values import Conditioning, ControlApplication, Latents
+from nodeflow.values import Conditioning, ControlApplication, Latents, match_lengths
 
 from . import _common
 
@@ -55,7 +55,8 @@ def cfg_embeddings(cond: torch.Tensor, uncond: torch.Tensor | None, batch: int) 
     cond = _match_batch(cond, batch)
     if uncond is None:
         return cond
-    return torch.cat([_match_batch(uncond, batch), cond])
+    uncond, cond = match_lengths(_match_batch(uncond, batch), cond)
+    return torch.cat([uncond, cond])
 
 
 def _match_batch(embeddings: torch.Tensor, batch: int) -> torch.Tensor:
@@ -292,7 +293,7 @@ def _call(
     model_input = torch.cat([x] * n) if n > 1 else x
     if hasattr(scheduler, "scale_model_input"):
         model_input = scheduler.scale_model_input(model_input, t)
-    embeddings = torch.cat([e.rows for e in group]) if n > 1 else group[0].rows
+    embeddings = torch.cat(match_lengths(*(e.rows for e in group))) if n > 1 else group[0].rows
     added = {name: torch.cat([e.added[name] for e in group]) if n > 1 else group[0].added[name] for name in group[0].added}
     kwargs: dict[str, Any] = {}
     with torch.no_grad():
