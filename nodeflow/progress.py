@@ -44,6 +44,9 @@ class ProgressPrinter:
                 self._steps = tqdm(total=event.data["max"], desc=f"  node {event.node}", unit="step", file=sys.stderr, leave=False)
                 self._steps_node = event.node
             self._steps.n = event.data["value"]
+            extra = {k: v for k, v in event.data.items() if k not in ("value", "max") and isinstance(v, (int, float))}
+            if extra:  # a training node's loss, say
+                self._steps.set_postfix({k: f"{v:.4g}" for k, v in extra.items()}, refresh=False)
             self._steps.refresh()
 
     def _close_steps(self) -> None:

@@ -37,6 +37,8 @@ NOISE_PRED = "NOISE_PRED"
 IMAGE = "IMAGE"
 MASK = "MASK"
 EMBEDDING = "EMBEDDING"
+LORA = "LORA"
+DATASET = "DATASET"
 
 #: Types whose values can be typed into a widget (a literal in the graph JSON).
 LITERAL_TYPES = frozenset({INT, FLOAT, STRING, BOOL})
@@ -64,6 +66,8 @@ DESCRIPTIONS: dict[str, str] = {
     IMAGE: "images, float [0,1], layout [B,3,H,W]",
     MASK: "masks, float [0,1], layout [B,1,H,W]",
     EMBEDDING: "a textual-inversion embedding and its token",
+    LORA: "LoRA weights (low-rank deltas for UNet and text-encoder layers)",
+    DATASET: "training images with their captions",
 }
 
 #: Python annotations that stand for a primitive socket type.
@@ -115,7 +119,8 @@ def socket_type_of(annotation: Any) -> str | None:
     return declared if isinstance(declared, str) else None
 
 
-_VALUE_NAMES = frozenset({"Tokens", "Conditioning", "Latents", "Image", "Mask", "NoisePred", "SchedulerState", "Embedding"})
+_VALUE_NAMES = frozenset({"Tokens", "Conditioning", "Latents", "Image", "Mask", "NoisePred", "SchedulerState", "Embedding", "Lora",
+                          "Dataset"})
 
 
 def __getattr__(name: str) -> Any:
@@ -129,7 +134,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ANY", "INT", "FLOAT", "STRING", "BOOL", "TOKENIZER", "TEXT_ENCODER", "UNET", "VAE", "SCHEDULER_CONFIG",
-    "SCHEDULER", "TOKENS", "CONDITIONING", "LATENTS", "NOISE_PRED", "IMAGE", "MASK", "EMBEDDING",
+    "SCHEDULER", "TOKENS", "CONDITIONING", "LATENTS", "NOISE_PRED", "IMAGE", "MASK", "EMBEDDING", "LORA", "DATASET",
     "LITERAL_TYPES", "WIDENINGS", "DESCRIPTIONS", "PRIMITIVES", "can_connect", "convert", "compatibility_table",
     "socket_type_of",
 ]

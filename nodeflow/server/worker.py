@@ -311,11 +311,12 @@ class Worker:
             self._on_node(live, kind, node, data)
         elif kind is EventType.PROGRESS:
             value, maximum = float(data.get("value", 0)), float(data.get("max", 0))
+            info = {k: v for k, v in data.items() if k not in ("value", "max") and isinstance(v, (int, float, str))}
             with self._lock:
                 if node is not None:
-                    live.nodes.setdefault(node, {"status": NodeStatus.RUNNING.value})["progress"] = {"value": value, "max": maximum}
+                    live.nodes.setdefault(node, {"status": NodeStatus.RUNNING.value})["progress"] = {"value": value, "max": maximum, "info": info}
             if live.messages.take():
-                self._send(WsProgress(run=live.id, node=node, value=value, max=maximum))
+                self._send(WsProgress(run=live.id, node=node, value=value, max=maximum, info=info))
         elif kind is EventType.PREVIEW:
             now = time.monotonic()
             if now - live.last_preview < self.preview_interval:
