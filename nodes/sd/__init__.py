@@ -7,7 +7,21 @@ settings (tests/test_sd_*.py). Each module lists its nodes in ``NODES``.
 
 from __future__ import annotations
 
-from . import batches, conditioning_ops, dataset, images, latents, load, lora, sampling, schedulers, text, textual_inversion, train, vae
+from . import (
+    batches,
+    conditioning_ops,
+    dataset,
+    images,
+    latents,
+    load,
+    lora,
+    sampling,
+    schedulers,
+    text,
+    textual_inversion,
+    train,
+    vae,
+)
 
 NODES: list[type] = [
     *load.NODES, *text.NODES, *schedulers.NODES, *latents.NODES, *sampling.NODES, *vae.NODES, *images.NODES,
