@@ -381,6 +381,15 @@ def test_bad_training_inputs_are_validation_errors_naming_node_and_field(sd_regi
     assert words in errors[0].message
 
 
+def test_a_template_no_image_uses_is_not_held_against_the_token(sd_registry, tmp_path):
+    folder = tmp_path / "captioned"
+    folder.mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "a.png")
+    (folder / "a.txt").write_text("a photo of {token}")
+    graph = _training_graph("captioned", "sd.train_textual_inversion", token=TOKEN, initializer="dog", caption="unused")
+    assert validate(graph, sd_registry, PathResolver.create([tmp_path])) == []
+
+
 def test_a_dataset_without_images_is_a_validation_error_before_training(sd_registry, tmp_path):
     (tmp_path / "none").mkdir()
     graph = _training_graph("none", "sd.train_lora")

@@ -156,7 +156,16 @@ def rate_problem(learning_rate: float | None) -> ErrorInfo | None:
 
 
 def caption_template(check: Any) -> str | None:
-    """The caption template typed into the dataset node feeding ``dataset`` (``None`` when unknown)."""
-    upstream = check.upstream("dataset")
-    template = (upstream or {}).get("caption")
-    return template if isinstance(template, str) else None
+    """The caption template of the dataset node feeding ``dataset``, when some image will use it (else ``None``)."""
+    upstream = check.upstream("dataset") or {}
+    template, folder = upstream.get("caption"), upstream.get("folder")
+    if not isinstance(template, str):
+        return None
+    if isinstance(folder, str) and check.paths is not None:
+        try:
+            listing = datasets.scan(check.paths.resolve(folder, "dataset"))
+        except (OSError, ValueError):
+            return template
+        if listing.images and all(p.stem in listing.captions for p in listing.images):
+            return None  # every image has its own caption file: the template is not used
+    return template
