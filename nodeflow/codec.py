@@ -33,7 +33,8 @@ def register_value_class(cls: type) -> type:
     return cls
 
 
-for _cls in (values.Tokens, values.Conditioning, values.NoiseMask, values.Latents, values.Image, values.Mask, values.NoisePred, values.Embedding):
+for _cls in (values.Tokens, values.Conditioning, values.NoiseMask, values.Latents, values.Image, values.Mask, values.NoisePred, values.Embedding,
+             values.LoraLayer, values.Lora, values.Dataset):
     register_value_class(_cls)
 
 

@@ -6,7 +6,10 @@ Two ideas live here and nowhere else:
   so a file replaced under the same name gives a new key. A model *folder*'s stamp
   covers only the files a loader reads (``model_index.json`` and, one level down,
   configs, weights and tokenizer files), and a folder that is not a model is refused
-  before anything walks it (``/usr`` is not fingerprinted file by file).
+  before anything walks it (``/usr`` is not fingerprinted file by file). A *dataset*
+  folder (kind ``dataset``) is the exception: its stamp carries a digest of the names,
+  sizes and mtimes of its images and caption files (:data:`DATASET_SUFFIXES`, top level
+  only), so adding, removing, renaming or editing one gives a new key.
 * **Resolution.** :class:`PathResolver` turns a name from a graph (``images/digit3.png``,
   ``my_lora.safetensors``) into a path: the graph file's own folder first, then the
   folders for that kind of file (``--models-dir``'s ``loras/``...), then the general
@@ -54,6 +57,10 @@ KINDS: dict[str, tuple[str, bool]] = {
 MODEL_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 #: Environment variable naming model folders in ComfyUI's layout (``os.pathsep``-separated).
 MODELS_DIR_ENV = "NODEFLOW_MODELS_DIR"
+#: Files that make up a training dataset folder (its top level): images, and captions beside them.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+CAPTION_SUFFIX = ".txt"
+DATASET_SUFFIXES = (*IMAGE_SUFFIXES, CAPTION_SUFFIX)
 
 
 class NotAModel(ValueError):
@@ -65,11 +72,11 @@ def is_model_folder(folder: Path) -> bool:
     return (folder / "model_index.json").is_file() or (folder / "config.json").is_file()
 
 
-def stamp(path: str | Path) -> Stamp:
-    """The stamp of a file, or of a model folder's loader-read files (see the module docstring).
+def stamp(path: str | Path, kind: str = "file") -> Stamp:
+    """The stamp of a file, of a model folder's loader-read files, or of a dataset folder (see the module docstring).
 
     Raises ``FileNotFoundError`` for a missing path and :class:`NotAModel` for a folder
-    that is not a model.
+    that is not a model (unless ``kind`` is ``"dataset"``).
     """
     real = Path(os.path.realpath(Path(path).expanduser()))
     if real.is_file():
@@ -77,6 +84,8 @@ def stamp(path: str | Path) -> Stamp:
         return str(real), st.st_size, st.st_mtime_ns
     if not real.is_dir():
         raise FileNotFoundError(f"{path}: no such file or folder")
+    if kind == "dataset":
+        return _dataset_stamp(real)
     if not is_model_folder(real):
         raise NotAModel(f"{path} is a folder but not a model (no model_index.json or config.json in it)")
     files = {p for pattern in MODEL_FILES for p in real.glob(pattern) if p.is_file()}
@@ -84,9 +93,17 @@ def stamp(path: str | Path) -> Stamp:
     return str(real), sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)
 
 
-def stamp_text(path: str | Path) -> str:
+def _dataset_stamp(folder: Path) -> Stamp:
+    """A dataset folder's stamp: its path with a digest of its dataset files' names, sizes and mtimes."""
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in DATASET_SUFFIXES and p.is_file())
+    listing = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    digest = hashlib.blake2b(json.dumps(listing).encode(), digest_size=8).hexdigest()
+    return f"{folder}#{digest}", sum(size for _, size, _ in listing), max((m for _, _, m in listing), default=0)
+
+
+def stamp_text(path: str | Path, kind: str = "file") -> str:
     """:func:`stamp` as one string for a cache key."""
-    real, size, mtime = stamp(path)
+    real, size, mtime = stamp(path, kind)
     return f"{real}:{size}:{mtime}"
 
 
@@ -176,7 +193,7 @@ class PathResolver:
         if name is None:
             return "linked"  # the name comes from another node, whose key already varies with it
         try:
-            return stamp_text(self.resolve(name, kind))
+            return stamp_text(self.resolve(name, kind), kind)
         except (OSError, ValueError):
             return f"missing:{name}"
 
@@ -265,5 +282,7 @@ def _what(kind: str) -> str:
             "upscale_model": "upscale model", "vae": "VAE"}.get(kind, kind)
 
 
-__all__ = ["KINDS", "MODELS_DIR_ENV", "MODEL_FILES", "MODEL_SUFFIXES", "ModelEntry", "NotAModel", "PathResolver", "Stamp",
-           "glob_stamp", "is_model_folder", "kind_folders", "list_models", "stamp", "stamp_text"]
+__all__ = [
+    "CAPTION_SUFFIX", "DATASET_SUFFIXES", "IMAGE_SUFFIXES", "KINDS", "MODELS_DIR_ENV", "MODEL_FILES", "MODEL_SUFFIXES", "ModelEntry",
+    "NotAModel", "PathResolver", "Stamp", "glob_stamp", "is_model_folder", "kind_folders", "list_models", "stamp", "stamp_text",
+]

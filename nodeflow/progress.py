@@ -39,12 +39,19 @@ class ProgressPrinter:
             self._close_steps()
             self._nodes.update(1)
         elif kind == "progress":
-            if self._steps is None or self._steps_node != event.node:
-                self._close_steps()
-                self._steps = tqdm(total=event.data["max"], desc=f"  node {event.node}", unit="step", file=sys.stderr, leave=False)
-                self._steps_node = event.node
-            self._steps.n = event.data["value"]
-            self._steps.refresh()
+            self._progress(event)
+
+    def _progress(self, event: Event) -> None:
+        """Move the bar of the node reporting steps (a new bar for a new node); extra numbers (a loss) go after it."""
+        if self._steps is None or self._steps_node != event.node:
+            self._close_steps()
+            self._steps = tqdm(total=event.data["max"], desc=f"  node {event.node}", unit="step", file=sys.stderr, leave=False)
+            self._steps_node = event.node
+        self._steps.n = event.data["value"]
+        extra = {k: v for k, v in event.data.items() if k not in ("value", "max") and isinstance(v, (int, float))}
+        if extra:  # a training node's loss, say
+            self._steps.set_postfix({k: f"{v:.4g}" for k, v in extra.items()}, refresh=False)
+        self._steps.refresh()
 
     def _close_steps(self) -> None:
         if self._steps is not None:

@@ -38,6 +38,8 @@ IMAGE = "IMAGE"
 MASK = "MASK"
 EMBEDDING = "EMBEDDING"
 CONTROLNET = "CONTROLNET"
+LORA = "LORA"
+DATASET = "DATASET"
 
 #: Types whose values can be typed into a widget (a literal in the graph JSON).
 LITERAL_TYPES = frozenset({INT, FLOAT, STRING, BOOL})
@@ -66,6 +68,8 @@ DESCRIPTIONS: dict[str, str] = {
     MASK: "masks, float [0,1], layout [B,1,H,W]",
     EMBEDDING: "a textual-inversion embedding and its token",
     CONTROLNET: "a ControlNet model (diffusers ControlNetModel)",
+    LORA: "LoRA weights (low-rank deltas for UNet and text-encoder layers)",
+    DATASET: "training images with their captions",
 }
 
 #: Python annotations that stand for a primitive socket type.
@@ -117,7 +121,8 @@ def socket_type_of(annotation: Any) -> str | None:
     return declared if isinstance(declared, str) else None
 
 
-_VALUE_NAMES = frozenset({"Tokens", "ControlApplication", "Conditioning", "NoiseMask", "Latents", "Image", "Mask", "NoisePred", "SchedulerState", "Embedding"})
+_VALUE_NAMES = frozenset({"Tokens", "ControlApplication", "Conditioning", "NoiseMask", "Latents", "Image", "Mask", "NoisePred", "SchedulerState",
+                          "Embedding", "Lora", "LoraLayer", "Dataset"})
 
 
 def __getattr__(name: str) -> Any:
@@ -131,7 +136,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ANY", "INT", "FLOAT", "STRING", "BOOL", "TOKENIZER", "TEXT_ENCODER", "UNET", "VAE", "SCHEDULER_CONFIG",
-    "SCHEDULER", "TOKENS", "CONDITIONING", "LATENTS", "NOISE_PRED", "IMAGE", "MASK", "EMBEDDING", "CONTROLNET",
+    "SCHEDULER", "TOKENS", "CONDITIONING", "LATENTS", "NOISE_PRED", "IMAGE", "MASK", "EMBEDDING", "CONTROLNET", "LORA", "DATASET",
     "LITERAL_TYPES", "WIDENINGS", "DESCRIPTIONS", "PRIMITIVES", "can_connect", "convert", "compatibility_table",
     "socket_type_of",
 ]

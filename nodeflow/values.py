@@ -251,4 +251,73 @@ def match_lengths(*embeddings: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return tuple(e if e.shape[1] == common else e.repeat(1, common // e.shape[1], 1) for e in embeddings)
 
 
-__all__ = ["match_lengths", "Tokens", "ControlApplication", "Conditioning", "NoiseMask", "Latents", "Image", "Mask", "NoisePred", "SchedulerState", "Embedding"]
+@dataclass(frozen=True)
+class LoraLayer:
+    """One layer's low-rank factors: ``down`` [rank, in, *kernel], ``up`` [out, rank, *1]."""
+
+    down: torch.Tensor
+    up: torch.Tensor
+    alpha: float | None = None
+
+    @property
+    def rank(self) -> int:
+        """The inner dimension of ``up @ down``."""
+        return int(self.down.shape[0])
+
+    @property
+    def scale(self) -> float:
+        """``alpha / rank``: kohya's normalisation (1 when the file stores no alpha)."""
+        return 1.0 if self.alpha is None else self.alpha / self.rank
+
+    def delta(self, shape: torch.Size, device: torch.device | str = "cpu") -> torch.Tensor:
+        """``up @ down`` in float32, reshaped to the target weight's ``shape`` (scale not applied)."""
+        up = self.up.to(device=device, dtype=torch.float32).flatten(1)
+        down = self.down.to(device=device, dtype=torch.float32).flatten(1)
+        return (up @ down).reshape(shape)
+
+
+@dataclass(frozen=True)
+class Lora:
+    """LoRA weights (the LORA value): layers by module name for each component.
+
+    Names are dotted module paths (peft) or underscore-joined ones (kohya); both resolve
+    against the model's own module names when merged (:func:`nodeflow.models.lora.merge_lora`).
+    ``text_encoder_2`` is SDXL's second (OpenCLIP-bigG) text encoder. ``source`` names
+    where the weights came from (a file, a training node), for messages.
+    """
+
+    __socket_type__: ClassVar[str] = t.LORA
+
+    unet: dict[str, LoraLayer] = field(default_factory=dict)
+    text_encoder: dict[str, LoraLayer] = field(default_factory=dict)
+    source: str = ""
+    text_encoder_2: dict[str, LoraLayer] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Training images and their captions (the DATASET value).
+
+    ``images`` are uint8 [3, H, W] tensors as read (any size; trainers crop and resize
+    them, see :func:`nodeflow.training.dataset.pixels`); ``captions`` hold one caption
+    per image, where several lines are alternatives drawn at random per use and
+    ``{token}`` stands for the trainer's token; ``names`` are the image files' names.
+    ``resolution`` is the side the images are cropped and resized to (0: the model's
+    native size); ``flip`` asks for random horizontal flips while training.
+    """
+
+    __socket_type__: ClassVar[str] = t.DATASET
+
+    images: tuple[torch.Tensor, ...]
+    captions: tuple[str, ...]
+    names: tuple[str, ...]
+    resolution: int = 0
+    flip: bool = False
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+__all__ = ["match_lengths", "Tokens", "ControlApplication", "Conditioning", "NoiseMask", "Latents", "Image", "Mask", "NoisePred", "SchedulerState", "Embedding",
+           "LoraLayer", "Lora", "Dataset"]

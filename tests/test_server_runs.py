@@ -209,6 +209,7 @@ async def test_websocket_messages_follow_a_run_from_start_to_finish(tmp_path):
     assert first["type"] == "queue" and "run" in first
     assert kinds.index("run_started") < kinds.index("node_started") < kinds.index("progress") < kinds.index("node_finished")
     assert [m["value"] for m in messages if m["type"] == "progress"] == [1, 2, 3]
+    assert [m["info"]["loss"] for m in messages if m["type"] == "progress"] == [1.0, 0.5, 1.0 / 3]  # extra figures travel too
     finished = [m for m in messages if m["type"] == "node_finished"]
     assert all("seconds" in m and m["node"] for m in finished)
     assert all("type" in m and "run" in m for m in messages)

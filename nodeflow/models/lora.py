@@ -30,11 +30,11 @@ half-applied.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from ..values import Lora, LoraLayer
 from .derive import replace_parameter, shared_copy
 from .single_file import read_state_dict
 
@@ -56,46 +56,6 @@ _SGM = re.compile(r"^(input_blocks|middle_block|output_blocks|time_embed|label_e
 
 class LoraError(ValueError):
     """A LoRA file that cannot be applied; the message names the file and the keys at fault."""
-
-
-@dataclass(frozen=True)
-class LoraLayer:
-    """One layer's low-rank factors: ``down`` [rank, in, *kernel], ``up`` [out, rank, *1]."""
-
-    down: torch.Tensor
-    up: torch.Tensor
-    alpha: float | None = None
-
-    @property
-    def rank(self) -> int:
-        """The inner dimension of ``up @ down``."""
-        return int(self.down.shape[0])
-
-    @property
-    def scale(self) -> float:
-        """``alpha / rank``: kohya's normalisation (1 when the file stores no alpha)."""
-        return 1.0 if self.alpha is None else self.alpha / self.rank
-
-    def delta(self, shape: torch.Size, device: torch.device | str = "cpu") -> torch.Tensor:
-        """``up @ down`` in float32, reshaped to the target weight's ``shape`` (scale not applied)."""
-        up = self.up.to(device=device, dtype=torch.float32).flatten(1)
-        down = self.down.to(device=device, dtype=torch.float32).flatten(1)
-        return (up @ down).reshape(shape)
-
-
-@dataclass(frozen=True)
-class Lora:
-    """A parsed LoRA file: layers by module name for each component.
-
-    Names are dotted module paths (peft) or underscore-joined ones (kohya); both resolve
-    against the model's own module names when merged. ``text_encoder_2`` is SDXL's
-    second (OpenCLIP-bigG) text encoder.
-    """
-
-    unet: dict[str, LoraLayer] = field(default_factory=dict)
-    text_encoder: dict[str, LoraLayer] = field(default_factory=dict)
-    source: str = ""
-    text_encoder_2: dict[str, LoraLayer] = field(default_factory=dict)
 
 
 def read_lora(path: str | Path, allow_pickle: bool = False) -> Lora:

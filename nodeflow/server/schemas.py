@@ -61,10 +61,11 @@ class RunCreated(BaseModel):
 
 
 class Progress(BaseModel):
-    """Progress inside a node: ``value`` of ``max`` (e.g. denoise steps)."""
+    """Progress inside a node: ``value`` of ``max`` (e.g. denoise steps), and what else it reported (``info``: a training loss)."""
 
     value: float
     max: float
+    info: dict[str, float | int | str] = Field(default_factory=dict)
 
 
 class NodeState(BaseModel):
@@ -271,12 +272,13 @@ class WsRunCancelling(WsMessage):
 
 
 class WsProgress(WsMessage):
-    """``progress``: step ``value`` of ``max`` inside ``node``."""
+    """``progress``: step ``value`` of ``max`` inside ``node``; ``info`` holds what else the node reported (a training ``loss``)."""
 
     type: Literal["progress"] = "progress"
     node: str | None = None
     value: float
     max: float
+    info: dict[str, float | int | str] = Field(default_factory=dict)
 
 
 class WsPreview(WsMessage):

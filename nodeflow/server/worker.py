@@ -304,18 +304,23 @@ class Worker:
         log.info("run %s %s in %.2fs (%s, %d nodes)%s", record.id, status.value, result.seconds, what,
                  len(result.nodes), f": {first_error}" if first_error else "")
 
+    def _on_progress(self, live: _LiveRun, node: str | None, data: dict[str, Any]) -> None:
+        """A step inside a node: live state, and a websocket message; ``info`` carries what else it reported (a loss)."""
+        value, maximum = float(data.get("value", 0)), float(data.get("max", 0))
+        info = {k: v for k, v in data.items() if k not in ("value", "max") and isinstance(v, (int, float, str))}
+        with self._lock:
+            if node is not None:
+                live.nodes.setdefault(node, {"status": NodeStatus.RUNNING.value})["progress"] = {"value": value, "max": maximum, "info": info}
+        if live.messages.take():
+            self._send(WsProgress(run=live.id, node=node, value=value, max=maximum, info=info))
+
     def _on_event(self, live: _LiveRun, event: Event) -> None:
         """Executor event -> live state + websocket message (on the worker thread)."""
         kind, node, data = event.type, event.node, event.data
         if kind in STATUS_OF_EVENT and node is not None:
             self._on_node(live, kind, node, data)
         elif kind is EventType.PROGRESS:
-            value, maximum = float(data.get("value", 0)), float(data.get("max", 0))
-            with self._lock:
-                if node is not None:
-                    live.nodes.setdefault(node, {"status": NodeStatus.RUNNING.value})["progress"] = {"value": value, "max": maximum}
-            if live.messages.take():
-                self._send(WsProgress(run=live.id, node=node, value=value, max=maximum))
+            self._on_progress(live, node, data)
         elif kind is EventType.PREVIEW:
             now = time.monotonic()
             if now - live.last_preview < self.preview_interval:

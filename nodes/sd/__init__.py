@@ -12,6 +12,7 @@ from . import (
     batches,
     conditioning,
     controlnet,
+    dataset,
     images,
     inpaint,
     latents,
@@ -22,6 +23,7 @@ from . import (
     schedulers,
     text,
     textual_inversion,
+    train,
     upscale,
     vae,
 )
@@ -29,5 +31,5 @@ from . import (
 NODES: list[type] = [
     *load.NODES, *text.NODES, *schedulers.NODES, *latents.NODES, *sampling.NODES, *vae.NODES, *images.NODES,
     *lora.NODES, *textual_inversion.NODES, *masks.NODES, *inpaint.NODES,
-    *conditioning.NODES, *controlnet.NODES, *upscale.NODES, *batches.NODES,
+    *conditioning.NODES, *controlnet.NODES, *upscale.NODES, *batches.NODES, *dataset.NODES, *train.NODES,
 ]

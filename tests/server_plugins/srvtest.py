@@ -27,7 +27,7 @@ class Slow:
             time.sleep(delay)
             if previews:
                 ctx.preview(Image.new("RGB", (8, 8), (step % 256, 0, 0)))
-            ctx.progress(step + 1, steps)  # also where cancellation is noticed
+            ctx.progress(step + 1, steps, loss=1.0 / (step + 1))  # also where cancellation is noticed; a loss like a trainer's
         return value
 
 

@@ -145,6 +145,14 @@ test("overall progress counts settled nodes and the running node's steps", () =>
   assert.equal(b.progress("r"), null);
 });
 
+test("a progress message's extra figures (a training loss) reach the running step", () => {
+  const b = book();
+  b.queued("r", "g", "x", ["t"]);
+  b.handle(msg("run_started", "r", { nodes: 1 }));
+  b.handle(msg("progress", "r", { node: "t", value: 3, max: 10, info: { loss: 0.25 } }));
+  assert.deepEqual(b.progress("r").step, { value: 3, max: 10, info: { loss: 0.25 } });
+});
+
 test("runs queued in an earlier visit are adopted with their graph", () => {
   const b = book();
   b.adopt([{ id: "old", key: "g", label: "kept" }]);

@@ -232,7 +232,8 @@ export class Runs {
     const percent = Math.round(progress.fraction * 100);
     this.el.progressBar.style.width = `${percent}%`;
     this.el.progress.setAttribute("aria-valuenow", String(percent));
-    const step = progress.step ? ` · step ${progress.step.value}/${progress.step.max}` : "";
+    const loss = progress.step?.info?.loss;
+    const step = progress.step ? ` · step ${progress.step.value}/${progress.step.max}${typeof loss === "number" ? ` · loss ${loss.toFixed(4)}` : ""}` : "";
     this.el.progressLabel.textContent = `${this.book.label(running)}: ${progress.done}/${progress.total} nodes${step}`;
   }
 

@@ -149,7 +149,7 @@ export class RunBook {
       return { run: id, node: message.node };
     }
     if (type === "progress" && message.node) {
-      this.#setNode(id, message.node, { status: "running", value: message.value, max: message.max });
+      this.#setNode(id, message.node, { status: "running", value: message.value, max: message.max, info: message.info || {} });
       return { run: id, node: message.node };
     }
     if (type === "run_cancelling") {
@@ -224,7 +224,9 @@ export class RunBook {
         continue;
       }
       const previous = states.get(nodeId) || {};
-      const progress = status === "running" && node.progress ? { value: node.progress.value, max: node.progress.max } : { value: undefined, max: undefined };
+      const progress = status === "running" && node.progress
+        ? { value: node.progress.value, max: node.progress.max, info: node.progress.info || {} }
+        : { value: undefined, max: undefined, info: {} };
       states.set(nodeId, { ...previous, status, seconds: node.seconds ?? previous.seconds, ...progress });
     }
     const rec = this.#record(id);
@@ -304,7 +306,8 @@ export class RunBook {
 
   /**
    * Overall progress of a running run: {done, total, fraction, step} where `step` is the
-   * running node's {value, max} if it reports one; null when the run is not running.
+   * running node's {value, max} if it reports one (with `info`, e.g. a training loss, when
+   * the node sent more); null when the run is not running.
    */
   progress(id) {
     const record = this.records.get(id);
@@ -318,7 +321,14 @@ export class RunBook {
       done,
       total,
       fraction: Math.min(1, (done + part) / total),
-      step: current ? { value: current.value, max: current.max } : null,
+      step: current ? stepOf(current) : null,
     };
   }
+}
+
+/** A running node's step for the progress label: {value, max} and, when it reported any, `info`. */
+function stepOf(state) {
+  const step = { value: state.value, max: state.max };
+  if (state.info && Object.keys(state.info).length) step.info = state.info;
+  return step;
 }

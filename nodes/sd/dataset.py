@@ -1,0 +1,52 @@
+"""A folder of training images as a DATASET value (``sd.dataset``).
+
+The reading lives in :mod:`nodeflow.training.dataset`. The folder is a ``file="dataset"``
+input, so the planner keys the cache on a digest of its images and caption files
+(:func:`nodeflow.files.stamp`): adding, removing or editing one re-runs the node and
+what trains on it; a re-run with nothing changed is served from the cache.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nodeflow.errors import ErrorInfo
+from nodeflow.node import Context, Input, Output, ValidationContext, node
+from nodeflow.training import dataset as datasets
+from nodeflow.values import Dataset
+
+
+@node("sd.dataset", display_name="Image Dataset", category="sd/training", version="1.0.0")
+class ImageDataset:
+    """Training images from a folder, with a caption per image (a .txt file beside it, or the template).
+
+    Images are cropped to their centred square and resized to the model's size by the
+    trainer. A caption may hold several lines (one is drawn at random per use);
+    ``{token}`` in it stands for the trainer's token.
+    """
+
+    folder = Input("STRING", file="dataset",
+                   description="a folder of images (.png, .jpg, .webp...), optionally with a .txt caption beside each")
+    caption = Input("STRING", default=datasets.TOKEN, multiline=True,
+                    description="caption of the images without a .txt file; {token} = the trainer's token; one line per alternative")
+    resolution = Input("INT", default=0, min=0, max=4096, step=8, description="side of the training images; 0: the model's own size")
+    flip = Input("BOOL", default=False, description="flip images left-right at random while training")
+    dataset = Output("DATASET")
+    count = Output("INT", description="how many images")
+
+    def validate_inputs(self, check: ValidationContext, folder: str | None = None, caption: str | None = None,
+                        **other: Any) -> list[ErrorInfo]:
+        if folder is None or caption is None or check.paths is None:
+            return []
+        try:
+            path = check.paths.resolve(folder, "dataset")
+        except (OSError, ValueError):
+            return []  # the validator reports the missing folder itself
+        return [ErrorInfo("invalid_value", problem, input="folder") for problem in datasets.problems(datasets.scan(path), caption)]
+
+    def run(self, ctx: Context, folder: str, caption: str, resolution: int, flip: bool) -> dict[str, Any]:
+        data: Dataset = datasets.load(ctx.paths.resolve(folder, "dataset"), caption, resolution, flip)
+        return {"dataset": data, "count": len(data)}
+
+
+NODES = [ImageDataset]
