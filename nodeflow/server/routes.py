@@ -382,13 +382,12 @@ class Api:
     def _workers(self) -> list[WorkerInfo]:
         """The backend's workers as the API shows them (the job label the worker passes is the run id)."""
         try:
-            states = self.server.backend.worker_states()
-        except Exception:  # a status answer must not fail because a backend cannot say
+            return [WorkerInfo(index=w["index"], name=str(w.get("name", w["index"])), state=w["state"], run=w.get("job"),
+                               busy_seconds=w.get("busy_seconds"), models=w.get("models", []), memory=w.get("memory", {}),
+                               detail=w.get("detail")) for w in self.server.backend.worker_states()]
+        except Exception:  # a status answer must not fail because a backend cannot say (or says something odd)
             log.exception("the backend did not report its workers")
             return []
-        return [WorkerInfo(index=w["index"], name=str(w.get("name", w["index"])), state=w["state"], run=w.get("job"),
-                           busy_seconds=w.get("busy_seconds"), models=w.get("models", []), memory=w.get("memory", {}),
-                           detail=w.get("detail")) for w in states]
 
     async def cache_clear(self, request: web.Request) -> web.Response:
         """Empty the result cache."""

@@ -184,3 +184,14 @@ test("values a run reports per node are kept, from its end message or its record
   b.reconcile("r", { status: "succeeded", nodes: {} }); // a server that sends no values keeps what was known
   assert.deepEqual(b.nodeValue("r", "show"), { text: "five and a half" });
 });
+
+test("a queue message naming two running runs (two workers) marks both running", () => {
+  const b = book();
+  for (const id of ["r1", "r2", "r3"]) b.queued(id, "g1", "slow", ["slow"]);
+  b.handle(msg("queue", "r2", { queued: 1, running: "r1", running_ids: ["r1", "r2"] }));
+  assert.deepEqual(b.runningIds, ["r1", "r2"]);
+  assert.equal(b.running, "r1");
+  assert.equal(b.records.get("r1").status, "running");
+  assert.equal(b.records.get("r2").status, "running");
+  assert.equal(b.records.get("r3").status, "queued");
+});
