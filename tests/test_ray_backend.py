@@ -56,8 +56,12 @@ def ray_session():
 
 @pytest.fixture(scope="session")
 def ray_backend(ray_session):
-    """Two warm workers (one CPU and one torch thread each) with the test plugin pack."""
-    backend = RayBackend(workers=WORKERS, plugin_dirs=[PLUGINS], threads=1)
+    """Two warm workers (one CPU and one torch thread each) with the test plugin pack.
+
+    The tests kill workers six times in all, up to four times the same one: more than Ray's
+    default 3 restarts, after which a worker would stay dead for the tests that follow.
+    """
+    backend = RayBackend(workers=WORKERS, plugin_dirs=[PLUGINS], threads=1, max_restarts=10)
     yield backend
     backend.close()
 
