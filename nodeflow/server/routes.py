@@ -51,7 +51,6 @@ from .schemas import (
     WorkerInfo,
     WorkflowList,
     WorkflowSaved,
-    WsRunCancelling,
     WsRunFinished,
     client_catalogue,
 )
@@ -301,9 +300,7 @@ class Api:
             self.server.publish(message.model_dump(mode="json"))
             self.server.publish(self.server.queue_message(run_id))
             return reply(RunRef(id=run_id, status=RunStatus.CANCELLED))
-        if await asyncio.to_thread(self.server.worker.request_cancel, run_id):
-            # after the token is set: whatever progress follows this message is the last step's
-            self.server.publish(WsRunCancelling(run=run_id).model_dump(mode="json"))
+        if await asyncio.to_thread(self.server.worker.request_cancel, run_id):  # it sends run_cancelling
             record = await asyncio.to_thread(self._record, run_id)
             status = RunStatus.RUNNING if RunStatus(record.status).final else record.status
             return reply(RunRef(id=run_id, status=status), 202)

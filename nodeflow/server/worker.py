@@ -60,6 +60,7 @@ from .schemas import (
     WsPreview,
     WsProgress,
     WsQueue,
+    WsRunCancelling,
     WsRunFinished,
     WsRunStarted,
 )
@@ -196,7 +197,9 @@ class Worker:
     def request_cancel(self, run_id: str) -> bool:
         """Cancel ``run_id`` if it is running or about to run; False when it is finishing or finished.
 
-        Accepted means the run will end ``cancelled`` (see the module docstring).
+        Accepted means the run will end ``cancelled`` (see the module docstring). The
+        ``run_cancelling`` message is sent here, with the lock held, so it always reaches
+        the websocket before the run's ``run_cancelled`` (whose runner needs the lock first).
         """
         with self._lock:
             live = self._live.get(run_id)
@@ -205,12 +208,14 @@ class Worker:
                     return False
                 live.user_cancelled = True
                 live.token.cancel()
+                self._send(WsRunCancelling(run=run_id))  # after the token is set: what follows is the last step's
                 return True
             # claimed but not started yet, or queued: the worker checks this set when it starts the run
             record = self.store.get(run_id)
             if record is None or record.status in FINISHED:
                 return False
             self._cancel_requests.add(run_id)
+            self._send(WsRunCancelling(run=run_id))
             return True
 
     def live_nodes(self, run_id: str) -> dict[str, dict[str, Any]] | None:
