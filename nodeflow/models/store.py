@@ -190,9 +190,12 @@ class ModelStore:
             return found  # type: ignore[no-any-return]
 
     def held(self) -> list[ModelKey]:
-        """The keys of the models loaded now (:func:`model_key`; derived models left out), oldest first."""
-        with self._lock:
-            return [key for key in self._items if key[0] == "sd"]
+        """The keys of the models loaded now (:func:`model_key`; derived models left out), oldest first.
+
+        Read without the lock, which a load holds for its whole duration (seconds): a status
+        answer must not wait for it. Copying a dict's keys is one step under the GIL.
+        """
+        return [key for key in list(self._items) if key[0] == "sd"]
 
     def clear(self) -> None:
         """Forget every loaded model (the memory is freed once no run holds them)."""
