@@ -31,6 +31,7 @@ from .cliutil import (  # noqa: E402
     add_model_folders,
     add_model_options,
     add_sets,
+    add_worker_options,
     apply_threads,
     graph_paths,
     load_registry,
@@ -107,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", default=str(Path.home() / ".nodeflow"))
     serve.add_argument("--backend", default="local", choices=["local", "ray"])
     serve.add_argument("--address", help="Ray cluster address (with --backend ray)")
+    add_worker_options(serve, "runs at once")
     serve.add_argument("--allow-read", action="append", default=[], metavar="DIR",
                        help="a folder whose files graphs may name, besides the uploads (repeatable); nothing else is readable")
     serve.add_argument("--max-graph-nodes", type=int, default=10_000, help="most nodes in one graph (default 10000)")
@@ -264,6 +266,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         run_server(host=args.host, port=args.port, token=args.token, data_dir=args.data_dir, plugin_dirs=args.plugins,
                    backend=args.backend, address=args.address, models=models, threads=args.threads,
+                   workers=args.workers, gpus_per_worker=args.gpus_per_worker,
                    allow_read=[Path(d) for d in args.allow_read], max_graph_nodes=args.max_graph_nodes,
                    max_json_bytes=args.max_json_bytes, model_kinds=kinds)
     except ServerConfigError as exc:

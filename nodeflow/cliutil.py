@@ -67,6 +67,15 @@ def model_folders(args: argparse.Namespace) -> dict[str, tuple[Path, ...]]:
     return kind_folders(dirs, extra)
 
 
+def add_worker_options(p: argparse.ArgumentParser, what: str) -> None:
+    """``--workers`` and ``--gpus-per-worker`` (serve, sweep): how many jobs run at once, and where."""
+    p.add_argument("--workers", type=int, help=f"{what}: local threads sharing the cores (default 1), or Ray worker"
+                   " actors (default: one per GPU the cluster reports, else one per CPU)")
+    p.add_argument("--gpus-per-worker", type=float, metavar="G",
+                   help="with --backend ray on GPUs: each worker's share of a GPU (default 1; 0.5 puts two workers with"
+                        " small models on one GPU)")
+
+
 def add_common(p: argparse.ArgumentParser) -> None:
     """``--plugins`` and ``--debug``."""
     p.add_argument("--plugins", action="append", default=[], metavar="DIR", help="extra plugin folder (repeatable)")
@@ -156,5 +165,5 @@ def apply_threads(args: argparse.Namespace, workers: int = 1) -> int:
     return count
 
 
-__all__ = ["add_common", "add_model_folders", "add_model_options", "add_sets", "apply_threads", "graph_paths", "load_registry",
-           "model_folders", "model_store", "parse_sets", "read_graph", "resolve_graph_path"]
+__all__ = ["add_common", "add_model_folders", "add_model_options", "add_sets", "add_worker_options", "apply_threads",
+           "graph_paths", "load_registry", "model_folders", "model_store", "parse_sets", "read_graph", "resolve_graph_path"]

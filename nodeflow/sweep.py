@@ -45,7 +45,15 @@ from pathlib import Path
 from typing import Any
 
 from .backends.base import Backend, JobResult
-from .cliutil import add_common, add_model_options, graph_paths, load_registry, model_store, resolve_graph_path
+from .cliutil import (
+    add_common,
+    add_model_options,
+    add_worker_options,
+    graph_paths,
+    load_registry,
+    model_store,
+    resolve_graph_path,
+)
 from .context import CancelToken
 from .errors import ErrorInfo, GraphInvalid, UsageError
 from .events import RunStatus
@@ -363,8 +371,7 @@ def add_parser(subparsers: Any) -> None:
                             " several --set form a product")
     sweep.add_argument("--backend", default="local", choices=["local", "ray"], help="where jobs run (default: local)")
     sweep.add_argument("--address", help="Ray cluster to use (HOST:PORT of its head, or auto); default: a private Ray on 127.0.0.1")
-    sweep.add_argument("--workers", type=int, help="jobs at a time: local threads sharing the cores (default 1), or Ray worker"
-                       " actors (default: one per GPU, else one per CPU)")
+    add_worker_options(sweep, "jobs at a time")
     sweep.add_argument("--out", default="sweep", help="folder for the images and sweep.json (default ./sweep)")
     sweep.add_argument("--json", action="store_true", help="print the manifest on stdout")
     add_model_options(sweep)
@@ -397,8 +404,11 @@ def _sweep(args: argparse.Namespace) -> int:
         _print_problems(problems, jobs)
         return 1
     models = model_store(args)
+    ray_only = {} if args.gpus_per_worker is None else {"gpus_per_worker": args.gpus_per_worker}
+    if ray_only and args.backend != "ray":
+        raise UsageError("--gpus-per-worker applies to the Ray backend only (--backend ray)")
     backend = make_backend(args.backend, registry=registry, plugin_dirs=args.plugins, address=args.address,
-                           workers=args.workers, threads=args.threads, models=models)
+                           workers=args.workers, threads=args.threads, models=models, **ray_only)
     try:
         manifest = run_sweep(doc, jobs, backend, Path(args.out), progress=sys.stderr.isatty(), info={"graph": str(path)},
                              paths=paths)

@@ -1,17 +1,18 @@
-"""The Ray backend: same pixels as local, retries after a worker dies, events during a run, the server.
+"""The Ray backend: same pixels as local, retries after a worker dies, events during a run, the server's queue on it.
 
 Skipped when Ray is not installed (``pip install 'nodeflow[ray]'``). Ray starts once for
 the whole test session (2 CPUs, bound to 127.0.0.1, no dashboard) and one pool of two
-workers serves every test, so the module stays well under a minute on two cores.
+workers serves every test (servers borrow it), so the module stays near a minute and a
+half on two loaded cores.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
-import re
-import shutil
-import subprocess
+import sys
 import time
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +56,12 @@ def ray_session():
 
 @pytest.fixture(scope="session")
 def ray_backend(ray_session):
-    """Two warm workers (one CPU and one torch thread each) with the test plugin pack."""
-    backend = RayBackend(workers=WORKERS, plugin_dirs=[PLUGINS], threads=1)
+    """Two warm workers (one CPU and one torch thread each) with the test plugin pack.
+
+    The tests kill workers six times in all, up to four times the same one: more than Ray's
+    default 3 restarts, after which a worker would stay dead for the tests that follow.
+    """
+    backend = RayBackend(workers=WORKERS, plugin_dirs=[PLUGINS], threads=1, max_restarts=10)
     yield backend
     backend.close()
 
@@ -232,11 +237,180 @@ async def test_a_server_on_the_ray_backend_streams_progress_to_the_websocket_dur
     assert image.startswith(b"\x89PNG")
 
 
+# -- the server's queue on Ray -------------------------------------------------------------------------------
+@asynccontextmanager
+async def serving_on_ray(backend: RayBackend, tmp_path: Path, **config: Any):
+    """A server on 127.0.0.1 whose runs go to the session's two Ray workers, and a client session."""
+    import aiohttp
+
+    wait_until_every_worker_is_up(backend)
+    config = ServerConfig(host="127.0.0.1", port=0, data_dir=tmp_path / "data", plugin_dirs=[PLUGINS],
+                          web_dir=tmp_path / "web", builtin_workflows_dir=tmp_path / "wf", **config)
+    server = await start_server(config, registry=build_registry([PLUGINS]), backend=_Borrowed(backend))
+    try:
+        async with aiohttp.ClientSession(base_url=server.url) as session:
+            yield session
+    finally:
+        await server.close()
+
+
+async def submit(session: Any, graph: dict[str, Any]) -> str:
+    async with session.post("/api/runs", json={"graph": graph}) as resp:
+        body = await resp.json()
+        assert resp.status == 202, body
+        return body["id"]
+
+
+async def finished(session: Any, run_id: str, timeout: float = 60.0) -> dict[str, Any]:
+    """The run's record once it has ended."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        async with session.get(f"/api/runs/{run_id}") as resp:
+            record = await resp.json()
+        if record["status"] in ("succeeded", "failed", "cancelled"):
+            return record
+        assert time.monotonic() < deadline, f"run {run_id} still {record['status']}"
+        await asyncio.sleep(0.05)
+
+
+async def test_two_slow_runs_on_two_ray_workers_run_at_the_same_time(ray_backend, tmp_path):
+    async with serving_on_ray(ray_backend, tmp_path) as session, session.ws_connect("/api/ws") as ws:
+        runs = [await submit(session, paint_graph(steps=10, delay=0.1, value=v, label="overlap")) for v in (1, 2)]
+        messages: list[dict[str, Any]] = []
+        while sum(m["type"] == "run_succeeded" for m in messages) < 2:
+            messages.append(await ws.receive_json(timeout=60))
+            assert messages[-1]["type"] != "run_failed", messages[-1]
+        records = [await finished(session, run_id) for run_id in runs]
+
+    def at(kind: str, run: str) -> int:
+        return next(i for i, m in enumerate(messages) if m["type"] == kind and m["run"] == run and m.get("node") == "paint")
+
+    first, second = runs
+    assert at("node_started", first) < at("node_finished", second) and at("node_started", second) < at("node_finished", first)
+    assert records[0]["worker"] != records[1]["worker"]  # each on its own actor
+
+
+def model_graph(model: Path, dtype: str) -> dict[str, Any]:
+    """Load ``model`` in ``dtype`` and show its scheduler config, beside a half-second ``paint`` (so two runs overlap)."""
+    return {"nodes": {
+        "load": {"type": "sd.load_model", "inputs": {"model": str(model), "dtype": dtype}},
+        "show": {"type": "core.show", "inputs": {"value": {"node": "load", "output": "scheduler_config"}}},
+        "paint": {"type": "sweeptest.paint", "inputs": {"steps": 5, "delay": 0.1}},
+    }}
+
+
+async def test_a_run_goes_to_the_ray_worker_that_already_holds_its_model(ray_backend, tiny_sd_dir, tmp_path):
+    async with serving_on_ray(ray_backend, tmp_path, allow_read=[tiny_sd_dir]) as session:
+        # two models no other test loads (the store keys on dtype), loaded at once: one on each worker
+        first = [await submit(session, model_graph(tiny_sd_dir, dtype)) for dtype in ("bf16", "fp16")]
+        loaded_by = {dtype: (await finished(session, run_id))["worker"] for dtype, run_id in zip(("bf16", "fp16"), first, strict=True)}
+        again = {}
+        for dtype in ("fp16", "bf16"):  # one at a time: both workers idle, each run free to go to either
+            again[dtype] = await finished(session, await submit(session, model_graph(tiny_sd_dir, dtype)))
+        async with session.get("/api/system") as resp:
+            workers = {w["name"]: w for w in (await resp.json())["workers"]}
+    assert loaded_by["bf16"] != loaded_by["fp16"]
+    assert {dtype: record["worker"] for dtype, record in again.items()} == loaded_by
+    assert all(record["status"] == "succeeded" for record in again.values())
+    held = {dtype: [m for m in workers[name]["models"] if m["dtype"] == dtype] for dtype, name in loaded_by.items()}
+    assert held == {dtype: [{"name": tiny_sd_dir.name, "dtype": dtype, "device": "cpu"}] for dtype in ("bf16", "fp16")}
+
+
+async def test_a_run_whose_ray_worker_is_killed_is_retried_on_the_other_one_then_failed_with_the_reason(ray_backend,
+                                                                                                       tmp_path):
+    import asyncio
+
+    async with serving_on_ray(ray_backend, tmp_path) as session:
+        run_id = await submit(session, paint_graph(steps=20, delay=0.1, value=3, label="killed"))
+        busy: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 30
+        while not busy:
+            assert time.monotonic() < deadline, "the run was never seen on a worker"
+            async with session.get("/api/system") as resp:
+                busy = [w for w in (await resp.json())["workers"] if w["run"] == run_id]
+            await asyncio.sleep(0.05)
+        ray.kill(ray_backend.actors[busy[0]["index"]], no_restart=False)
+        retried = await finished(session, run_id)
+        # a run that kills every worker it is given: failed with the reason once two attempts died
+        dying = await finished(session, await submit(session, {"nodes": {"die": {"type": "sweeptest.die", "inputs": {}}}}))
+        after = await finished(session, await submit(session, paint_graph(value=4, label="after")))  # the server goes on
+    assert retried["status"] == "succeeded" and not retried["worker"].startswith(f"{busy[0]['index']}@")
+    assert retried["attempts"] == 1  # one server start: the retry happened inside the backend
+    assert dying["status"] == "failed" and dying["errors"][0]["code"] == "worker_failed"
+    assert "died 2 time(s)" in dying["error"]
+    assert after["status"] == "succeeded"
+
+
 # -- the network ------------------------------------------------------------------------------------------
-@pytest.mark.skipif(shutil.which("ss") is None, reason="needs the ss tool to list listening sockets")
-def test_ray_listens_on_loopback_only(ray_backend):
-    listing = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
-    ray_lines = [line for line in listing.splitlines() if re.search(r'"(gcs_server|raylet|ray::[^"]*)"', line)]
-    assert ray_lines, "no Ray process found listening"
-    local_addresses = [line.split()[3] for line in ray_lines]
-    assert all(re.match(r"^(127\.|\[::ffff:127\.|\[::1\])", a) for a in local_addresses), local_addresses
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (read from /proc: Ray's GCS, raylet and worker processes started by this one)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except (OSError, ValueError):
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])  # the command name may hold spaces and parentheses
+        parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
+
+
+def _socket_inodes(pids: list[int]) -> set[str]:
+    inodes = set()
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue  # gone, or not ours to read
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue  # closed meanwhile
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    return inodes
+
+
+def _bound_addresses(inodes: set[str]) -> list[str]:
+    """``ip:port`` of every listening TCP socket and bound UDP socket among ``inodes``."""
+    found = []
+    for table in ("tcp", "tcp6", "udp", "udp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            local, state, inode = fields[1], fields[3], fields[9]
+            address, port = local.split(":")
+            if inode not in inodes or (table.startswith("tcp") and state != "0A") or int(port, 16) == 0:
+                continue
+            raw = bytes.fromhex(address)
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # each 32-bit word is little-endian
+            found.append(f"{ipaddress.ip_address(raw)}:{int(port, 16)}")
+    return found
+
+
+def _is_loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address.rsplit(":", 1)[0])
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the sockets of Ray's processes from /proc")
+async def test_nothing_the_ray_session_or_a_server_on_it_starts_listens_beyond_loopback(ray_backend, tmp_path):
+    async with serving_on_ray(ray_backend, tmp_path) as session:
+        async with session.get("/api/system") as resp:
+            assert resp.status == 200
+        ours = _bound_addresses(_socket_inodes([os.getpid()]))
+        ray_processes = _descendants(os.getpid())
+        theirs = _bound_addresses(_socket_inodes(ray_processes))
+    assert len(ray_processes) >= 3 and theirs, "Ray's processes (GCS, raylet, workers) and their sockets were not found"
+    assert ours and all(_is_loopback(a) for a in ours), ours  # the server's own socket
+    assert all(_is_loopback(a) for a in theirs), theirs

@@ -17,9 +17,10 @@ class _Recording(LocalBackend):
         super().__init__(small_registry())
         self.folders: list[Path] = []
 
-    def run(self, graph: Any, inputs: Any, output_dir: Path, on_event: Any, cancel: Any, paths: Any = None) -> Any:
+    def run(self, graph: Any, inputs: Any, output_dir: Path, on_event: Any, cancel: Any, paths: Any = None, *,
+            label: str | None = None) -> Any:
         self.folders.append(output_dir)
-        return super().run(graph, inputs, output_dir, on_event, cancel, paths)
+        return super().run(graph, inputs, output_dir, on_event, cancel, paths, label=label)
 
 
 class _Exploding(LocalBackend):
@@ -29,11 +30,12 @@ class _Exploding(LocalBackend):
         super().__init__(small_registry())
         self.calls = 0
 
-    def run(self, graph: Any, inputs: Any, output_dir: Path, on_event: Any, cancel: Any, paths: Any = None) -> Any:
+    def run(self, graph: Any, inputs: Any, output_dir: Path, on_event: Any, cancel: Any, paths: Any = None, *,
+            label: str | None = None) -> Any:
         self.calls += 1
         if self.calls == 1:
             raise ConnectionError("cluster went away")
-        return super().run(graph, inputs, output_dir, on_event, cancel, paths)
+        return super().run(graph, inputs, output_dir, on_event, cancel, paths, label=label)
 
 
 def test_the_local_backend_satisfies_the_backend_protocol():

@@ -73,7 +73,8 @@ class RayWorker:
             torch.set_num_threads(threads)
         registry = build_registry(plugin_dirs)
         self.registry_errors = [e.message for e in registry.errors]
-        self.executor = Executor(registry, Cache(cache_budget_bytes), ModelStore(device=device, dtype=dtype, allow_pickle=allow_pickle))
+        self.models = ModelStore(device=device, dtype=dtype, allow_pickle=allow_pickle)
+        self.executor = Executor(registry, Cache(cache_budget_bytes), self.models)
         _remove_orphaned_scratch()
         self.scratch = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-"))
         self.label = f"{index}@{socket.gethostname()}:{os.getpid()}"
@@ -83,11 +84,21 @@ class RayWorker:
         self._early_cancels: set[str] = set()
 
     def ready(self) -> dict[str, Any]:
-        """Who this worker is: ``label``, ``host``, ``pid``, ``registry_errors`` (also a liveness ping)."""
-        return {"label": self.label, "host": socket.gethostname(), "pid": os.getpid(), "registry_errors": self.registry_errors}
+        """Who this worker is (also a liveness ping): ``label``, ``host``, ``pid``, ``registry_errors``, and
+        what routing needs (:meth:`holdings`)."""
+        return {"label": self.label, "host": socket.gethostname(), "pid": os.getpid(), "registry_errors": self.registry_errors,
+                **self.holdings()}
+
+    def holdings(self) -> dict[str, Any]:
+        """``models`` (the store's keys), ``device`` and ``dtype`` (what ``auto`` means here), ``memory`` (bytes)."""
+        from .base import process_memory
+
+        return {"models": self.models.held(), "device": self.models.resolve_device(None), "dtype": self.models.dtype,
+                "memory": process_memory()}
 
     def run(self, job_id: str, graph: Any, inputs: dict[str, Any], stream: bool, paths: Any = None) -> dict[str, Any]:
-        """Run one job; returns ``result`` (a RunResult), ``files``, the ``events`` not yet taken, ``worker``.
+        """Run one job; returns ``result`` (a RunResult), ``files``, the ``events`` not yet taken, ``worker``, and
+        the worker's :meth:`holdings` after the job.
 
         ``files`` maps each output path in the result that was not already sent with
         an ``output`` event to a :data:`FileBlob`. ``result.values`` keeps plain JSON
@@ -111,7 +122,7 @@ class RayWorker:
             with self._lock:
                 self._jobs.pop(job_id, None)
                 tail, job.events = job.events, []
-        return {"result": result, "files": files, "events": tail, "worker": self.label}
+        return {"result": result, "files": files, "events": tail, "worker": self.label, **self.holdings()}
 
     def events(self, job_id: str) -> list[Any]:
         """Take the events buffered for ``job_id`` so far (oldest first); empty once the job is over."""

@@ -19,6 +19,8 @@ A job that fails because of the graph (invalid input, a node raising) resolves w
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, fields
@@ -55,6 +57,22 @@ class JobResult(RunResult):
         return {**super().to_dict(), "worker": self.worker, "attempts": self.attempts}
 
 
+def process_memory() -> dict[str, int | None]:
+    """This process's memory in bytes: ``rss`` (resident, ``None`` where the platform will not say) and, once
+    torch has used CUDA, ``cuda_allocated``/``cuda_reserved`` on its current device."""
+    info: dict[str, int | None] = {"rss": None}
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            info["rss"] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
+        pass
+    torch = sys.modules.get("torch")  # never import torch only to say it holds nothing
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        info["cuda_allocated"] = int(torch.cuda.memory_allocated())
+        info["cuda_reserved"] = int(torch.cuda.memory_reserved())
+    return info
+
+
 @runtime_checkable
 class Backend(Protocol):
     """Runs jobs; see the module docstring. Thread-safe: any thread may submit."""
@@ -63,7 +81,7 @@ class Backend(Protocol):
 
     @property
     def capacity(self) -> int:
-        """How many jobs run at the same time (the sweep keeps this many in flight)."""
+        """How many jobs run at the same time (the sweep keeps this many in flight, the server runs this many runs)."""
         ...
 
     def submit(
@@ -74,10 +92,13 @@ class Backend(Protocol):
         on_event: EventCallback | None = None,
         cancel: CancelToken | None = None,
         paths: PathResolver | None = None,
+        *,
+        label: str | None = None,
     ) -> Future[JobResult]:
         """Queue one job. ``on_event`` receives its events while it runs (from a backend thread).
 
-        ``paths`` resolves the file names in the graph (the server's is confined to its folders).
+        ``paths`` resolves the file names in the graph (the server's is confined to its folders);
+        ``label`` names the job in :meth:`worker_states` while it runs (the server passes the run id).
         """
         ...
 
@@ -89,8 +110,21 @@ class Backend(Protocol):
         on_event: EventCallback,
         cancel: CancelToken,
         paths: PathResolver | None = None,
+        *,
+        label: str | None = None,
     ) -> RunResult:
-        """Run one job and wait for it (the server worker's call)."""
+        """Run one job and wait for it (what each of the server's runner threads calls)."""
+        ...
+
+    def worker_states(self) -> list[dict[str, Any]]:
+        """Each worker as of now, without waiting on any of them.
+
+        Keys: ``index``; ``name``; ``state`` (``idle`` and ``busy`` take jobs; ``starting``,
+        ``recovering`` and ``dead`` do not); ``job`` (the running job's label, else ``None``);
+        ``busy_seconds``; ``models`` (the models it holds, as ``{name, dtype, device}``);
+        ``memory`` (bytes, as of its last job, see :func:`process_memory`); ``detail``
+        (why it is not taking jobs, else ``None``).
+        """
         ...
 
     def cache_stats(self) -> dict[str, Any]:
@@ -110,4 +144,4 @@ class Backend(Protocol):
         ...
 
 
-__all__ = ["Backend", "EventCallback", "GraphLike", "JobResult"]
+__all__ = ["Backend", "EventCallback", "GraphLike", "JobResult", "process_memory"]

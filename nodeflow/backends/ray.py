@@ -5,14 +5,20 @@ imports Ray, and only when a :class:`RayBackend` is made.
 
 **Workers.** Each worker is a Ray actor (:class:`~nodeflow.backends._ray_worker.RayWorker`)
 holding its own registry, model store and cache between jobs. On a cluster with GPUs
-each actor reserves ``num_gpus=1`` (and the default is one worker per GPU); otherwise
-each reserves ``cpus_per_worker`` CPUs and sets torch to that many threads (default:
-as many workers as the cluster's CPUs allow). Actors are placed with Ray's ``SPREAD``
-strategy, so the workers of a multi-machine cluster land on different machines.
+each actor reserves ``gpus_per_worker`` GPUs (1 by default; a fraction such as 0.5 puts
+two workers with small models on one GPU) and the default is as many workers as the
+GPUs hold; otherwise each reserves ``cpus_per_worker`` CPUs and sets torch to that many
+threads (default: as many workers as the cluster's CPUs allow). Actors are placed with
+Ray's ``SPREAD`` strategy, so the workers of a multi-machine cluster land on different
+machines. A worker Ray cannot place yet (its resources are taken) stays ``starting``,
+and :meth:`RayBackend.worker_states` says what it waits for; jobs wait for a worker
+rather than fail.
 
-**Dispatch.** One driver thread owns the pool: it gives each idle worker the next
-queued job, waits on the running jobs with ``ray.wait`` and resolves each job's
-future when it ends. The output files travel back with the result (or with their
+**Dispatch.** One driver thread owns the pool: it takes the queued jobs in order and
+gives each to an idle worker, preferring one that already holds the job's models
+(:mod:`nodeflow.backends.affinity`: the model store's keys, which each worker reports
+after every job), then one holding fewer models; it waits on the running jobs with
+``ray.wait`` and resolves each job's future when it ends. The output files travel back with the result (or with their
 ``output`` events) and are written under the job's ``output_dir`` on this machine,
 so workers need no shared file system.
 
@@ -59,6 +65,7 @@ from ..executor import GraphLike, RunResult
 from ..files import PathResolver
 from ..graph import GraphDoc
 from ..net import is_loopback
+from .affinity import ModelWant, affinity, wanted_models
 from .base import EventCallback, JobResult
 
 log = logging.getLogger("nodeflow.ray")
@@ -145,6 +152,8 @@ class _Job:
     cancel: CancelToken | None
     future: Future[JobResult]
     paths: PathResolver | None = None
+    label: str | None = None
+    wants: tuple[ModelWant, ...] = ()
     attempts: int = 0
     avoid: set[int] = field(default_factory=set)
     cancel_sent: bool = False
@@ -168,6 +177,11 @@ class _Slot:
     next_ping: float = 0.0
     busy_since: float = 0.0
     error: str | None = None
+    #: what the worker said after its last job (or when it came up): model store keys, ``auto`` device, store dtype
+    models: list[Any] = field(default_factory=list)
+    device: str | None = None
+    dtype: str | None = None
+    memory: dict[str, Any] = field(default_factory=dict)
 
 
 class RayBackend:
@@ -175,8 +189,10 @@ class RayBackend:
 
     ``address``: a cluster to join (``host:port`` of its head, or ``auto``);
     ``None`` starts a private local Ray (with ``num_cpus``) unless Ray is already
-    initialised in the process. ``workers``: how many actors (default: one per GPU,
-    else the cluster's CPUs divided by ``cpus_per_worker``). ``plugin_dirs`` must
+    initialised in the process. ``workers``: how many actors (default: the cluster's
+    GPUs divided by ``gpus_per_worker``, else its CPUs divided by ``cpus_per_worker``).
+    ``gpus_per_worker`` (GPU clusters only): 1, a whole number, or a fraction below 1 for
+    workers sharing a GPU. ``plugin_dirs`` must
     exist on every worker machine. ``threads``: torch CPU threads per worker (default
     ``cpus_per_worker``). ``max_attempts``: starts per job when workers die.
     """
@@ -192,6 +208,7 @@ class RayBackend:
         device: str | None = None,
         dtype: str | None = None,
         cpus_per_worker: float = 1,
+        gpus_per_worker: float = 1,
         threads: int | None = None,
         cache_budget_bytes: int | None = None,
         allow_pickle: bool = False,
@@ -203,11 +220,13 @@ class RayBackend:
     ):
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if not (0 < gpus_per_worker <= 1 or float(gpus_per_worker).is_integer()):
+            raise ValueError(f"gpus_per_worker must be a fraction up to 1 or a whole number, not {gpus_per_worker}")
         self._ray = import_ray(address)
         self._owns_ray = init_ray(address, num_cpus=num_cpus, log_to_driver=log_to_driver)
         from ._ray_worker import RayWorker
 
-        options, count, threads = self._sizing(workers, cpus_per_worker, threads)
+        options, count, threads = self._sizing(workers, cpus_per_worker, gpus_per_worker, threads)
         actor_class = self._ray.remote(RayWorker).options(
             **options,
             max_restarts=max_restarts,
@@ -232,22 +251,23 @@ class RayBackend:
         self._thread = threading.Thread(target=self._loop, name="nodeflow-ray-dispatch", daemon=True)
         self._thread.start()
 
-    def _sizing(self, workers: int | None, cpus_per_worker: float, threads: int | None) -> tuple[dict[str, Any], int, int | None]:
+    def _sizing(self, workers: int | None, cpus_per_worker: float, gpus_per_worker: float,
+                threads: int | None) -> tuple[dict[str, Any], int, int | None]:
         """Each actor's Ray resources, how many actors, and their torch threads, from the cluster's resources."""
         resources = self._ray.cluster_resources()
-        gpus = int(resources.get("GPU", 0))
-        if gpus >= 1:
-            options: dict[str, Any] = {"num_gpus": 1, "num_cpus": cpus_per_worker}
-            fits = gpus
+        gpus = float(resources.get("GPU", 0))
+        options: dict[str, Any] = {"num_cpus": cpus_per_worker}
+        if gpus > 0:
+            options["num_gpus"] = gpus_per_worker
+            fits = int(gpus / gpus_per_worker + 1e-9)  # 1 GPU / 0.5 is 2 workers, whatever the float rounding
         else:
-            options = {"num_cpus": cpus_per_worker}
             fits = int(resources.get("CPU", 0) // cpus_per_worker)
         count = workers if workers is not None else max(1, fits)
         if count < 1:
             raise ValueError("workers must be at least 1")
-        if threads is None and gpus < 1:
+        if threads is None and gpus <= 0:
             threads = max(1, int(cpus_per_worker))
-        self._per_worker = {"gpus": 1 if gpus >= 1 else 0, "cpus": cpus_per_worker, "threads": threads}
+        self._per_worker = {"gpus": options.get("num_gpus", 0), "cpus": cpus_per_worker, "threads": threads}
         if count > fits:
             log.warning("the cluster has room for %d worker(s) of this size; the other %d wait until resources free up",
                         fits, count - fits)
@@ -265,15 +285,43 @@ class RayBackend:
         return [s.handle for s in self._slots]
 
     def worker_states(self) -> list[dict[str, Any]]:
-        """Each worker as of now: ``index``, ``state``, ``label`` and ``busy_seconds``.
+        """Each worker as of now (see :meth:`nodeflow.backends.base.Backend.worker_states`); asks no worker anything.
 
-        ``state`` is ``starting``, ``idle``, ``busy``, ``recovering`` (restarting after it
-        died) or ``dead``; ``busy_seconds`` is how long the current job has run (``None``
-        when not busy).
+        ``state`` is ``starting`` (Ray has not started it yet), ``idle``, ``busy``,
+        ``recovering`` (restarting after it died) or ``dead``; ``name`` is
+        ``INDEX@HOST:PID`` once it is up; ``models`` and ``memory`` are as of its last job.
         """
+        from ..models.store import describe_key
+
         now = time.monotonic()
-        return [{"index": s.index, "state": s.state, "label": s.label,
-                 "busy_seconds": now - s.busy_since if s.state == "busy" else None} for s in self._slots]
+        free = self._free_resources() if any(s.state == "starting" for s in self._slots) else {}
+        states = []
+        for slot in self._slots:
+            job = slot.job
+            states.append({"index": slot.index, "name": slot.label or str(slot.index), "state": slot.state,
+                           "job": job.label if job is not None else None,
+                           "busy_seconds": now - slot.busy_since if slot.state == "busy" else None,
+                           "models": [describe_key(k) for k in slot.models], "memory": dict(slot.memory),
+                           "detail": self._detail(slot, free)})
+        return states
+
+    def _detail(self, slot: _Slot, free: dict[str, float]) -> str | None:
+        """Why ``slot`` takes no jobs now, in a sentence (``None`` when it does)."""
+        if slot.state == "starting":
+            needs = ", ".join(f"{k} {v:g}" for k, v in (("GPU", self._per_worker["gpus"]), ("CPU", self._per_worker["cpus"])) if v)
+            room = ", ".join(f"{k} {free.get(k, 0):g}" for k in ("GPU", "CPU")) if free else "unknown"
+            return f"waiting for Ray to start it: it needs {needs}; free in the cluster now: {room}"
+        if slot.state == "recovering":
+            return "restarting after its process died; its job went to another worker"
+        if slot.state == "dead":
+            return f"gone: {slot.error or 'unknown'}"
+        return None
+
+    def _free_resources(self) -> dict[str, float]:
+        try:
+            return {k: float(v) for k, v in self._ray.available_resources().items() if k in ("CPU", "GPU")}
+        except Exception:  # a status answer must not fail because the cluster is slow to say
+            return {}
 
     def submit(
         self,
@@ -283,14 +331,22 @@ class RayBackend:
         on_event: EventCallback | None = None,
         cancel: CancelToken | None = None,
         paths: PathResolver | None = None,
+        *,
+        label: str | None = None,
     ) -> Future[JobResult]:
-        """Queue a job for the next idle worker (``paths`` must name folders that exist on the workers' machines)."""
+        """Queue a job for the next idle worker, one holding its models if one is idle.
+
+        ``paths`` must name folders that exist on the workers' machines; ``label`` names the
+        job in :meth:`worker_states`.
+        """
         if self._closed:
             raise RuntimeError("the Ray backend is closed")
+        wants = wanted_models(graph, inputs, paths)  # here, on the caller's thread: it reads the model files' stamps
         if isinstance(graph, GraphDoc):
             graph = graph.model_dump(mode="json")  # plain data travels to any worker version
         future: Future[JobResult] = Future()
-        self._inbox.put(_Job(uuid.uuid4().hex, graph, dict(inputs), Path(output_dir), on_event, cancel, future, paths))
+        self._inbox.put(_Job(uuid.uuid4().hex, graph, dict(inputs), Path(output_dir), on_event, cancel, future, paths,
+                             label, wants))
         return future
 
     def run(
@@ -301,9 +357,11 @@ class RayBackend:
         on_event: EventCallback,
         cancel: CancelToken,
         paths: PathResolver | None = None,
+        *,
+        label: str | None = None,
     ) -> RunResult:
         """Run one job on a worker and wait for it (events arrive while it runs)."""
-        return self.submit(graph, inputs, output_dir, on_event, cancel, paths).result()
+        return self.submit(graph, inputs, output_dir, on_event, cancel, paths, label=label).result()
 
     def cache_stats(self) -> dict[str, Any]:
         """The workers' cache counters summed, and each worker's under ``workers``."""
@@ -432,26 +490,27 @@ class RayBackend:
                 job.cancel_sent = True
 
     def _assign(self) -> None:
-        for slot in self._slots:
-            if slot.state != "idle" or not self._queue:
+        """Give queued jobs, oldest first, to idle workers (see :meth:`_pick`)."""
+        for job in list(self._queue):
+            slot = self._pick(job)
+            if slot is None:
                 continue
-            job = self._pick(slot)
-            if job is None:
-                continue
+            self._queue.remove(job)
             job.attempts += 1
             job.written = {}
             job.next_poll = time.monotonic() + self.poll_interval
             slot.state, slot.job, slot.busy_since = "busy", job, time.monotonic()
             slot.run_ref = slot.handle.run.remote(job.id, job.graph, job.inputs, job.on_event is not None, job.paths)
 
-    def _pick(self, slot: _Slot) -> _Job | None:
-        """The first queued job that does not avoid ``slot``; else one that every live worker failed."""
+    def _pick(self, job: _Job) -> _Slot | None:
+        """The idle worker for ``job``: one it has not failed on (unless it failed on every live one), holding
+        most of its models, then holding fewest models (to keep the others' for their jobs), then the first."""
+        idle = [s for s in self._slots if s.state == "idle"]
         live = {s.index for s in self._slots if s.state != "dead"}
-        for job in self._queue:
-            if slot.index not in job.avoid or live <= job.avoid:
-                self._queue.remove(job)
-                return job
-        return None
+        allowed = [s for s in idle if s.index not in job.avoid or live <= job.avoid]
+        if not allowed:
+            return None
+        return max(allowed, key=lambda s: (affinity(job.wants, s.models, s.device, s.dtype), -len(s.models), -s.index))
 
     def _drop_cancelled_queued(self) -> None:
         for job in [j for j in self._queue if j.future.cancelled() or (j.cancel is not None and j.cancel.cancelled)]:
@@ -473,6 +532,7 @@ class RayBackend:
             slot.next_ping = time.monotonic() + 0.5  # still restarting: ask again shortly
             return
         slot.state, slot.label = "idle", info["label"]
+        self._note_holdings(slot, info)
         for message in info.get("registry_errors", []):
             log.warning("Ray worker %s: %s", slot.label, message)
 
@@ -509,6 +569,7 @@ class RayBackend:
                 pass
             job.events_ref = None
         self._finish_slot(slot)
+        self._note_holdings(slot, payload)
         self._deliver(job, payload["events"])
         result: RunResult = payload["result"]
         for remote, (name, data) in payload["files"].items():
@@ -528,7 +589,7 @@ class RayBackend:
         log.warning("Ray worker %s died running a job (attempt %d): %s", slot.label or slot.index, job.attempts, _short(exc))
         job.events_ref = None
         job.avoid.add(slot.index)
-        slot.job, slot.state = None, "recovering"
+        slot.job, slot.state, slot.models = None, "recovering", []
         slot.recovering_since = time.monotonic()
         slot.ping_ref = slot.handle.ready.remote()
         if job.attempts >= self.max_attempts:
@@ -539,6 +600,13 @@ class RayBackend:
 
     def _finish_slot(self, slot: _Slot) -> None:
         slot.job, slot.state = None, "idle"
+
+    @staticmethod
+    def _note_holdings(slot: _Slot, info: dict[str, Any]) -> None:
+        """Keep what a worker said it holds (its model keys, what ``auto`` means there, its memory)."""
+        slot.models = list(info.get("models", []))
+        slot.device, slot.dtype = info.get("device"), info.get("dtype")
+        slot.memory = dict(info.get("memory") or {})
 
     def _fail_queued_no_workers(self) -> None:
         reasons = "; ".join(sorted({s.error for s in self._slots if s.error})) or "unknown"

@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from ..files import stamp
+from ..files import Stamp, stamp
 from ..resources import DEFAULT_MODEL_DIR
 from .families import ModelFamily
 
@@ -54,6 +54,30 @@ DEVICE_KINDS = ("cpu", "cuda", "mps")
 PREDICTION_TYPES = (None, "epsilon", "v_prediction", "sample")
 
 T = TypeVar("T")
+
+ModelKey = tuple[Any, ...]
+"""How the store files a loaded model: ``("sd", real path, bytes, mtime_ns, dtype, device, prediction_type)``."""
+
+
+def model_key(path_stamp: Stamp, dtype: str, device: str, prediction_type: str | None = None) -> ModelKey:
+    """The store's key for a model whose path has ``path_stamp``, loaded in ``dtype`` on ``device``.
+
+    The one definition: :meth:`ModelStore.load_sd` files models under it, and the Ray
+    backend computes it for a queued run to send it to a worker that already holds the model.
+    """
+    return ("sd", *path_stamp, dtype, device, prediction_type)
+
+
+def precision_for(device: str, dtype: str | None = None) -> str:
+    """The precision ``auto`` means on ``device`` for a store made with ``dtype``: it, else fp16 on CUDA, fp32 elsewhere."""
+    if dtype is not None:
+        return dtype
+    return "fp16" if device.startswith("cuda") else "fp32"
+
+
+def describe_key(key: ModelKey) -> dict[str, Any]:
+    """A loaded model's key as the server shows it: the file or folder name (no server path), dtype, device."""
+    return {"name": Path(str(key[1])).name, "dtype": key[4], "device": key[5]}
 
 
 @dataclass(frozen=True)
@@ -121,9 +145,7 @@ class ModelStore:
 
     def default_dtype(self, device: str | None = None) -> str:
         """The precision ``"auto"`` means: the store's dtype, else fp16 on CUDA and fp32 elsewhere."""
-        if self.dtype is not None:
-            return self.dtype
-        return "fp16" if self.resolve_device(device).startswith("cuda") else "fp32"
+        return precision_for(self.resolve_device(device), self.dtype)
 
     def load_sd(
         self, path: str | Path, dtype: str | None = None, device: str | None = None, prediction_type: str | None = None
@@ -142,7 +164,7 @@ class ModelStore:
             raise ModelLoadError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
         real = self._resolve(path)
         try:
-            key = ("sd", *stamp(real), dtype, device, prediction_type)
+            key = model_key(stamp(real), dtype, device, prediction_type)
         except ValueError as exc:  # a folder that is not a model
             raise ModelLoadError(str(exc)) from None
         with self._lock:  # one lock for all loads: two runs asking at once load once
@@ -166,6 +188,14 @@ class ModelStore:
                 found = build()
                 self._items[full] = found
             return found  # type: ignore[no-any-return]
+
+    def held(self) -> list[ModelKey]:
+        """The keys of the models loaded now (:func:`model_key`; derived models left out), oldest first.
+
+        Read without the lock, which a load holds for its whole duration (seconds): a status
+        answer must not wait for it. Copying a dict's keys is one step under the GIL.
+        """
+        return [key for key in list(self._items) if key[0] == "sd"]
 
     def clear(self) -> None:
         """Forget every loaded model (the memory is freed once no run holds them)."""

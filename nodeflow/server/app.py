@@ -108,7 +108,7 @@ class Server:
     def queue_message(self, run_id: str | None) -> dict[str, Any]:
         """The ``queue`` websocket message as of now (the store keeps the queue's state in memory)."""
         queued, running = self.store.queue_state()
-        return WsQueue(run=run_id, queued=queued, running=running).model_dump(mode="json")
+        return WsQueue(run=run_id, queued=queued, running=running[0] if running else None, running_ids=running).model_dump(mode="json")
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def _startup(self, app: web.Application) -> None:
@@ -131,11 +131,10 @@ class Server:
             self.store.close()  # only when the worker is done with it
             self.backend.close()
             return
-        # The node ignores its cancel token: stop waiting. Its run goes back to the queue; whatever it
+        # A node ignores its cancel token: stop waiting. Its run goes back to the queue; whatever it
         # does later is not recorded, and run_server ends the process without waiting for it.
         self.worker_stopped = False
-        run_id = self.worker.abandon()
-        if run_id is not None:
+        for run_id in self.worker.abandon():
             self.store.requeue(run_id)
             log.warning("run %s ignored cancellation for %gs; it is back in the queue and runs again at the next start",
                         run_id, self.config.shutdown_grace)
@@ -144,8 +143,9 @@ class Server:
 def _backend(config: ServerConfig, registry: Registry) -> Backend:
     """The backend ``config`` names, sharing the server's registry (local) or plugin folders (Ray)."""
     try:
+        ray_only = {} if config.gpus_per_worker is None else {"gpus_per_worker": config.gpus_per_worker}
         return make_backend(config.backend, registry=registry, plugin_dirs=config.plugin_dirs, address=config.address,
-                            workers=config.workers, threads=config.threads, models=config.models)
+                            workers=config.workers, threads=config.threads, models=config.models, **ray_only)
     except ValueError as exc:
         raise ServerConfigError(str(exc)) from None
     except RuntimeError as exc:  # RayUnavailable: Ray missing or unreachable

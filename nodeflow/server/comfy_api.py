@@ -47,7 +47,7 @@ from ..validate import validate
 from .comfy_events import ComfySockets, EventBridge, image_ref, prompt_id_of
 from .replies import ApiError, reply
 from .routes import Query, Route
-from .schemas import ErrorModel, RunDetail, WsRunCancelling
+from .schemas import ErrorModel, RunDetail
 from .security import resolve_inside
 
 if TYPE_CHECKING:
@@ -136,7 +136,7 @@ class ComfyApi:
     def status(self) -> dict[str, Any]:
         """ComfyUI's ``status``: prompts left, the running one included."""
         queued, running = self.server.store.queue_state()
-        return {"exec_info": {"queue_remaining": queued + (1 if running else 0)}}
+        return {"exec_info": {"queue_remaining": queued + len(running)}}
 
     def run_info(self, run_id: str) -> dict[str, Any]:
         """``meta.comfy`` of a run's graph (ids, classes, prompt and client ids); {} for a native run."""
@@ -254,13 +254,18 @@ class ComfyApi:
         return web.Response(status=200)
 
     async def interrupt(self, request: web.Request) -> web.Response:
-        """Cancel the running prompt (only if it is ``prompt_id``, when the body names one)."""
+        """Cancel the running prompts (only ``prompt_id``, when the body names one; with ``--workers N`` several run).
+
+        The worker sends each accepted cancel's ``run_cancelling``.
+        """
         body = await _json(request) if request.can_read_body else {}
         wanted = body.get("prompt_id") if isinstance(body, dict) else None
         running = self.server.store.queue_state()[1]
-        if running is not None and (wanted is None or self._record(str(wanted)) is not None and uuid.UUID(str(wanted)).hex == running):
-            self.server.worker.request_cancel(running)
-            self.server.publish(WsRunCancelling(run=running).model_dump(mode="json"))
+        if wanted is not None:
+            known = self._record(str(wanted)) is not None
+            running = [r for r in running if known and uuid.UUID(str(wanted)).hex == r]
+        for run_id in running:
+            await asyncio.to_thread(self.server.worker.request_cancel, run_id)
         return web.Response(status=200)
 
     # -- files ---------------------------------------------------------------------------------------------------

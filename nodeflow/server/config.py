@@ -27,8 +27,11 @@ class ServerConfig:
     Size limits are in bytes. ``web_dir`` and ``builtin_workflows_dir`` default to the
     editor and the example workflows shipped with nodeflow (:mod:`nodeflow.resources`).
     ``allow_read`` are extra folders whose files graphs may name (besides the uploads
-    folder); ``models`` is the model store (``None``: a default one); ``threads`` and
-    ``workers`` size the local backend. ``model_kinds`` are the model folders by kind
+    folder); ``models`` is the model store (``None``: a default one); ``workers`` is how
+    many runs run at once (local: threads splitting the cores, default 1; Ray: worker
+    actors, default one per GPU the cluster reports, else one per CPU); ``threads`` pins
+    torch's CPU threads per worker; ``gpus_per_worker`` (Ray on GPUs) is each worker's share
+    of a GPU (1 by default, 0.5 puts two workers on a GPU). ``model_kinds`` are the model folders by kind
     (:func:`nodeflow.files.kind_folders`: ``--models-dir``, ``--comfy-paths``).
     """
 
@@ -44,6 +47,7 @@ class ServerConfig:
     threads: int | None = None
     workers: int | None = None
     model_kinds: dict[str, tuple[Path, ...]] = field(default_factory=dict)
+    gpus_per_worker: float | None = None
     web_dir: Path | None = None
     builtin_workflows_dir: Path | None = None
     #: Largest JSON body accepted (a graph, a run request); larger ones get 413 ``too_large``.
@@ -119,5 +123,9 @@ def check_config(config: ServerConfig) -> None:
         )
     if config.backend not in ("local", "ray"):
         raise ServerConfigError(f"unknown backend {config.backend!r} (choose 'local' or 'ray')")
+    if config.workers is not None and config.workers < 1:
+        raise ServerConfigError(f"--workers must be at least 1, not {config.workers}")
+    if config.gpus_per_worker is not None and config.backend != "ray":
+        raise ServerConfigError("--gpus-per-worker applies to the Ray backend only (--backend ray)")
     if not 0 <= config.port <= 65535:
         raise ServerConfigError(f"port {config.port} is not between 0 and 65535")

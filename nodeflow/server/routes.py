@@ -13,6 +13,7 @@ quick reads on asyncio's default pool, so a large request never delays a small o
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import shutil
 import sys
@@ -47,9 +48,9 @@ from .schemas import (
     SystemInfo,
     UploadInfo,
     UploadList,
+    WorkerInfo,
     WorkflowList,
     WorkflowSaved,
-    WsRunCancelling,
     WsRunFinished,
     client_catalogue,
 )
@@ -57,6 +58,8 @@ from .security import resolve_inside
 
 if TYPE_CHECKING:
     from .app import Server
+
+log = logging.getLogger("nodeflow.server")
 
 _RUN_ID_RE = re.compile(r"[0-9a-f]{32}")
 T = TypeVar("T")
@@ -297,9 +300,7 @@ class Api:
             self.server.publish(message.model_dump(mode="json"))
             self.server.publish(self.server.queue_message(run_id))
             return reply(RunRef(id=run_id, status=RunStatus.CANCELLED))
-        if await asyncio.to_thread(self.server.worker.request_cancel, run_id):
-            # after the token is set: whatever progress follows this message is the last step's
-            self.server.publish(WsRunCancelling(run=run_id).model_dump(mode="json"))
+        if await asyncio.to_thread(self.server.worker.request_cancel, run_id):  # it sends run_cancelling
             record = await asyncio.to_thread(self._record, run_id)
             status = RunStatus.RUNNING if RunStatus(record.status).final else record.status
             return reply(RunRef(id=run_id, status=status), 202)
@@ -360,17 +361,30 @@ class Api:
             self._versions = await asyncio.to_thread(
                 lambda: {"nodeflow": __version__, "python": sys.version.split()[0], **{n: _version(n) for n in _VERSIONED}})
         queued, running = self.server.store.queue_state()
+        workers = await asyncio.to_thread(self._workers)
         info = SystemInfo(
             versions=self._versions,
             backend=backend.name,
             device=self._device,
             memory=_memory(),
-            queue=QueueState(queued=queued, running=running),
+            queue=QueueState(queued=queued, running=running[0] if running else None, running_ids=running,
+                             capacity=self.server.worker.capacity, waiting=_waiting(queued, workers)),
+            workers=workers,
             cache=await asyncio.to_thread(backend.cache_stats),
             nodes=len(self.server.registry),
             plugin_errors=len(self.server.registry.errors),
         )
         return reply(info)
+
+    def _workers(self) -> list[WorkerInfo]:
+        """The backend's workers as the API shows them (the job label the worker passes is the run id)."""
+        try:
+            return [WorkerInfo(index=w["index"], name=str(w.get("name", w["index"])), state=w["state"], run=w.get("job"),
+                               busy_seconds=w.get("busy_seconds"), models=w.get("models", []), memory=w.get("memory", {}),
+                               detail=w.get("detail")) for w in self.server.backend.worker_states()]
+        except Exception:  # a status answer must not fail because a backend cannot say (or says something odd)
+            log.exception("the backend did not report its workers")
+            return []
 
     async def cache_clear(self, request: web.Request) -> web.Response:
         """Empty the result cache."""
@@ -399,6 +413,14 @@ class Api:
         if path == "api" or path.startswith("api/") or web_dir is None:
             raise ApiError(404, "not_found", "no such endpoint")
         return web.FileResponse(resolve_inside(web_dir, path))
+
+
+def _waiting(queued: int, workers: list[WorkerInfo]) -> str | None:
+    """Why queued runs do not start: no worker can take a run (``None`` while some can)."""
+    if not queued or not workers or any(w.state in ("idle", "busy") for w in workers):
+        return None
+    details = "; ".join(dict.fromkeys(f"{w.state}: {w.detail}" if w.detail else w.state for w in workers))
+    return f"no worker can take a run yet ({details}); queued runs wait"
 
 
 def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:

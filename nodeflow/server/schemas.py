@@ -114,6 +114,7 @@ class RunSummary(BaseModel):
     outputs: list[OutputInfo] = Field(default_factory=list)
     error: str | None = Field(None, description="the first error's sentence, if any")
     errors: list[ErrorModel] = Field(default_factory=list)
+    worker: str | None = Field(None, description="the backend worker that ran it (its last attempt), once it has ended")
 
 
 class RunDetail(RunSummary):
@@ -184,10 +185,34 @@ class UploadList(BaseModel):
 
 
 class QueueState(BaseModel):
-    """How many runs wait and which one runs."""
+    """How many runs wait and which ones run."""
 
     queued: int
-    running: str | None = None
+    running: str | None = Field(None, description="the run that started first among those running (null when none)")
+    running_ids: list[str] = Field(default_factory=list, description="every running run, oldest first")
+    capacity: int = Field(1, description="how many runs may run at once (the server's runner threads)")
+    waiting: str | None = Field(None, description="why queued runs are not starting although a runner is free, if so")
+
+
+class ModelHeld(BaseModel):
+    """A model a worker holds loaded (by file or folder name: answers carry no server path)."""
+
+    name: str
+    dtype: str | None = None
+    device: str | None = None
+
+
+class WorkerInfo(BaseModel):
+    """One backend worker as ``GET /api/system`` shows it."""
+
+    index: int
+    name: str = Field(description="``local:N``, or ``INDEX@HOST:PID`` on Ray")
+    state: Literal["starting", "idle", "busy", "recovering", "dead"]
+    run: str | None = Field(None, description="the run it is running")
+    busy_seconds: float | None = None
+    models: list[ModelHeld] = Field(default_factory=list)
+    memory: dict[str, int | None] = Field(default_factory=dict, description="bytes: rss, and cuda_allocated/cuda_reserved on a GPU")
+    detail: str | None = Field(None, description="why it takes no run now (starting, restarting, gone)")
 
 
 class SystemInfo(BaseModel):
@@ -198,6 +223,7 @@ class SystemInfo(BaseModel):
     device: dict[str, Any]
     memory: dict[str, int | None]
     queue: QueueState
+    workers: list[WorkerInfo] = Field(default_factory=list)
     cache: dict[str, Any]
     nodes: int
     plugin_errors: int
@@ -246,6 +272,7 @@ class WsQueue(WsMessage):
     type: Literal["queue"] = "queue"
     queued: int
     running: str | None = None
+    running_ids: list[str] = Field(default_factory=list)
 
 
 class WsRunStarted(WsMessage):

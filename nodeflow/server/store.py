@@ -67,7 +67,8 @@ CREATE TABLE IF NOT EXISTS runs (
     node_total  INTEGER NOT NULL DEFAULT 0,
     node_counts TEXT NOT NULL DEFAULT '{}',
     name        TEXT,
-    "values"    TEXT NOT NULL DEFAULT '{}'
+    "values"    TEXT NOT NULL DEFAULT '{}',
+    worker      TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, seq);
 """
@@ -75,11 +76,11 @@ CREATE INDEX IF NOT EXISTS runs_status ON runs (status, seq);
 #: The summary's columns; ``position`` is counted for queued rows only.
 _SUMMARY = (
     "id, seq, status, created, started, finished, seconds, attempts, workflow, name, inputs, node_total, node_counts, outputs,"
-    " errors,"
+    " errors, worker,"
     " CASE WHEN status = 'queued' THEN (SELECT COUNT(*) FROM runs AS q WHERE q.status = 'queued' AND q.seq < runs.seq) END"
 )
 _SUMMARY_NAMES = ("id", "number", "status", "created", "started", "finished", "seconds", "attempts", "workflow", "name", "inputs",
-                  "node_total", "node_counts", "outputs", "errors", "position")
+                  "node_total", "node_counts", "outputs", "errors", "worker", "position")
 _JSON_COLUMNS = frozenset({"inputs", "node_counts", "outputs", "errors", "nodes", "graph", "values"})
 
 
@@ -172,13 +173,16 @@ class RunStore:
         return None if row is None else self.get(row[0])
 
     def finish(self, run_id: str, status: str, *, seconds: float | None, nodes: dict[str, dict[str, Any]],
-               outputs: list[dict[str, Any]], errors: list[dict[str, Any]], values: dict[str, Any] | None = None) -> bool:
+               outputs: list[dict[str, Any]], errors: list[dict[str, Any]], values: dict[str, Any] | None = None,
+               worker: str | None = None) -> bool:
         """Record the outcome of a run that was ``running``; False when the disk is full and it is kept in memory.
 
-        ``values`` are the readable results of the run's target nodes (``RunResult.shown_values()``).
+        ``values`` are the readable results of the run's target nodes (``RunResult.shown_values()``);
+        ``worker`` names the backend worker that ran it (its last attempt).
         """
         columns = {"status": status, "finished": time.time(), "seconds": seconds, "nodes": nodes,
-                   "node_counts": count_statuses(nodes), "outputs": outputs, "errors": errors, "values": values or {}}
+                   "node_counts": count_statuses(nodes), "outputs": outputs, "errors": errors, "values": values or {},
+                   "worker": worker}
         try:
             self._write_outcome(run_id, columns)
             return True
@@ -299,8 +303,8 @@ class RunStore:
             total = self._reader.execute(f"SELECT COUNT(*) FROM runs {where}", args).fetchone()[0]
         return [RunSummary.model_validate(self._decode(r, _SUMMARY_NAMES)) for r in rows], total
 
-    def queue_state(self) -> tuple[int, str | None]:
-        """How many runs are queued, and the id of the running one (if any), as of the last write."""
+    def queue_state(self) -> tuple[int, list[str]]:
+        """How many runs are queued, and the ids of the running ones (oldest first), as of the last write."""
         return self._queue
 
     def position(self, run_id: str) -> int:
@@ -324,8 +328,8 @@ class RunStore:
         deleted, deleted_args = self._excluded(deleted=True)
         finished, finished_args = self._excluded(deleted=False)
         queued = self._db.execute(f"SELECT COUNT(*) FROM runs WHERE status = 'queued' {deleted}", deleted_args).fetchone()[0]
-        running = self._db.execute(f"SELECT id FROM runs WHERE status = 'running' {finished} LIMIT 1", finished_args).fetchone()
-        self._queue: tuple[int, str | None] = (queued, None if running is None else running[0])
+        running = self._db.execute(f"SELECT id FROM runs WHERE status = 'running' {finished} ORDER BY seq", finished_args)
+        self._queue: tuple[int, list[str]] = (queued, [row[0] for row in running.fetchall()])
 
     def _write_outcome(self, run_id: str, columns: dict[str, Any]) -> None:
         names = list(columns)
@@ -377,12 +381,14 @@ def graph_name(graph: dict[str, Any]) -> str | None:
 
 
 def _add_name_and_values_columns(db: sqlite3.Connection) -> None:
-    """Databases written before runs recorded their graph's name and values: add the two columns."""
+    """Databases written before runs recorded their graph's name, values and worker: add those columns."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
     if "name" not in columns:
         db.execute("ALTER TABLE runs ADD COLUMN name TEXT")
     if "values" not in columns:
         db.execute("ALTER TABLE runs ADD COLUMN \"values\" TEXT NOT NULL DEFAULT '{}'")
+    if "worker" not in columns:
+        db.execute("ALTER TABLE runs ADD COLUMN worker TEXT")
 
 
 def _add_count_columns(db: sqlite3.Connection) -> None:

@@ -1,19 +1,29 @@
-r"""The worker: one background thread that runs queued runs in order.
+r"""The worker: runner threads that run queued runs, as many at once as the backend has workers.
 
 The event loop never runs a graph. It queues rows in the :class:`RunStore` and wakes
-the worker; the worker claims the oldest queued row, runs it on the
-:class:`ExecutionBackend`, records the outcome and goes on. Executor events are
-turned into websocket messages here, on the worker thread (so PNG encoding of
-previews never blocks the loop), and handed to ``publish``, which the app makes hop
-to the loop with ``loop.call_soon_threadsafe``.
+the worker. Each of its runner threads (``backend.capacity`` of them) claims the oldest
+queued row, runs it on the :class:`~nodeflow.backends.Backend`, records the outcome and
+goes on. Claims go one at a time, under one lock, and only while the backend has a
+worker ready for one more run (``idle`` or ``busy`` in ``backend.worker_states()``;
+a Ray worker still ``starting`` or ``recovering`` does not count), so the queue stays
+first in, first out and a run no worker can take yet stays ``queued`` (``GET
+/api/system`` says why) instead of failing. Which worker runs it is the backend's
+choice (the Ray backend prefers one that holds the run's model).
 
-A graceful stop cancels the running run and puts it back in the queue, so stopping
-the server never loses work; a user's cancel marks it ``cancelled``. A cancel, once
-accepted, always ends the run ``cancelled``: if the node that was running ignores its
-token and the run completes anyway, the run is recorded ``cancelled`` with the outputs it
-made kept (a cancel arriving after the last node has returned is refused instead). If a
-stop's grace runs out while a node ignores its token, the app :meth:`Worker.abandon`\ s
-the run: it goes back to the queue and whatever the node does later is not recorded.
+Executor events are turned into websocket messages here, on the runner thread (so PNG
+encoding of previews never blocks the loop), each naming its run, and handed to
+``publish``, which the app makes hop to the loop with ``loop.call_soon_threadsafe``.
+Each run has its own live state, message budget and cancel token, so concurrent runs
+never share any of them.
+
+A graceful stop cancels the running runs and puts them back in the queue, so stopping
+the server never loses work; a user's cancel marks its run ``cancelled`` and touches
+no other. A cancel, once accepted, always ends the run ``cancelled``: if the node that
+was running ignores its token and the run completes anyway, the run is recorded
+``cancelled`` with the outputs it made kept (a cancel arriving after the last node has
+returned is refused instead). If a stop's grace runs out while nodes ignore their
+tokens, the app :meth:`Worker.abandon`\ s the runs: they go back to the queue and
+whatever the nodes do later is not recorded.
 
 An outcome the store cannot write (a full disk) stays in the store's memory; the
 worker writes it before claiming the next run, and claims nothing while it cannot.
@@ -34,7 +44,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..backends import Backend
+from ..backends import Backend, JobResult
 from ..context import CancelToken
 from ..errors import ErrorInfo
 from ..events import STATUS_OF_EVENT, Event, EventType, NodeStatus, RunStatus
@@ -50,6 +60,7 @@ from .schemas import (
     WsPreview,
     WsProgress,
     WsQueue,
+    WsRunCancelling,
     WsRunFinished,
     WsRunStarted,
 )
@@ -94,7 +105,7 @@ class MessageBudget:
 
 @dataclass
 class _LiveRun:
-    """What only the worker knows about the run in progress."""
+    """What only the worker knows about a run in progress."""
 
     id: str
     token: CancelToken = field(default_factory=CancelToken)
@@ -108,7 +119,7 @@ class _LiveRun:
 
 
 class Worker:
-    """Runs queued runs one at a time on a daemon thread (see the module docstring)."""
+    """Runs queued runs on ``backend.capacity`` daemon threads (see the module docstring)."""
 
     def __init__(
         self,
@@ -129,118 +140,161 @@ class Worker:
         self.publish = publish
         self.preview_interval = preview_interval
         self._lock = threading.Lock()
+        self._claim_lock = threading.Lock()  # one claim at a time: FIFO, and the capacity check holds until the claim
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._current: _LiveRun | None = None
+        self._live: dict[str, _LiveRun] = {}
         self._cancel_requests: set[str] = set()
         self._abandoned = False
+        self._busy = False  # ran something since the queue last drained
         # daemon: a node that ignores cancellation must not keep the process alive at exit
-        self._thread = threading.Thread(target=self._loop, name="nodeflow-worker", daemon=True)
+        self._threads = [threading.Thread(target=self._loop, name=f"nodeflow-worker-{i}", daemon=True)
+                         for i in range(max(1, backend.capacity))]
 
     # -- control (any thread) -------------------------------------------------------
     def start(self) -> None:
-        """Start the thread; it runs whatever is queued already."""
-        self._thread.start()
+        """Start the runner threads; they run whatever is queued already."""
+        for thread in self._threads:
+            thread.start()
 
     def wake(self) -> None:
         """Tell the worker a run was queued."""
         self._wake.set()
 
     def stop(self, timeout: float) -> bool:
-        """Stop after the current run, cancelling it so it returns to the queue; False if it did not stop in time."""
+        """Stop after the current runs, cancelling them so they return to the queue; False if they did not stop in time."""
         self._stop.set()
         with self._lock:
-            if self._current is not None:
-                self._current.shutdown = True
-                self._current.token.cancel()
+            for live in self._live.values():
+                live.shutdown = True
+                live.token.cancel()
         self._wake.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout)
-        return not self._thread.is_alive()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
 
-    def abandon(self) -> str | None:
-        """Give up on the run in progress after a stop timed out; returns its id (``None`` when idle).
+    def abandon(self) -> list[str]:
+        """Give up on the runs in progress after a stop timed out; returns their ids.
 
-        Nothing the worker does afterwards is recorded: the caller puts the run back in the queue.
+        Nothing the worker does afterwards is recorded: the caller puts the runs back in the queue.
         """
         with self._lock:
             self._abandoned = True
-            return self._current.id if self._current is not None else None
+            return list(self._live)
+
+    @property
+    def capacity(self) -> int:
+        """How many runs may run at once (the runner threads)."""
+        return len(self._threads)
+
+    def running(self) -> list[str]:
+        """The ids of the runs in progress, oldest claim first."""
+        with self._lock:
+            return list(self._live)
 
     def request_cancel(self, run_id: str) -> bool:
         """Cancel ``run_id`` if it is running or about to run; False when it is finishing or finished.
 
-        Accepted means the run will end ``cancelled`` (see the module docstring).
+        Accepted means the run will end ``cancelled`` (see the module docstring). The
+        ``run_cancelling`` message is sent here, with the lock held, so it always reaches
+        the websocket before the run's ``run_cancelled`` (whose runner needs the lock first).
         """
         with self._lock:
-            live = self._current
-            if live is not None and live.id == run_id:
+            live = self._live.get(run_id)
+            if live is not None:
                 if live.closing:
                     return False
                 live.user_cancelled = True
                 live.token.cancel()
+                self._send(WsRunCancelling(run=run_id))  # after the token is set: what follows is the last step's
                 return True
             # claimed but not started yet, or queued: the worker checks this set when it starts the run
             record = self.store.get(run_id)
             if record is None or record.status in FINISHED:
                 return False
             self._cancel_requests.add(run_id)
+            self._send(WsRunCancelling(run=run_id))
             return True
 
     def live_nodes(self, run_id: str) -> dict[str, dict[str, Any]] | None:
         """A copy of the node states of ``run_id`` while it runs, else ``None``."""
         with self._lock:
-            if self._current is None or self._current.id != run_id:
-                return None
-            return {k: dict(v) for k, v in self._current.nodes.items()}
+            live = self._live.get(run_id)
+            return None if live is None else {k: dict(v) for k, v in live.nodes.items()}
 
     def live_counts(self, run_id: str) -> dict[str, int] | None:
         """How many nodes of ``run_id`` are in each status while it runs, else ``None``."""
         with self._lock:
-            if self._current is None or self._current.id != run_id:
-                return None
-            return count_statuses(self._current.nodes)
+            live = self._live.get(run_id)
+            return None if live is None else count_statuses(live.nodes)
 
     # -- the thread -------------------------------------------------------------------
     def _loop(self) -> None:
-        busy = False
         while not self._stop.is_set():
-            record = self._next()
-            if record is None:
-                if busy:  # the queue just drained: hand freed memory back to the system
-                    release_free_memory()
-                    busy = False
+            claimed = self._next()
+            if claimed is None:
+                self._idle()
                 self._wake.wait(timeout=1.0)
                 self._wake.clear()
                 continue
-            busy = True
+            record, live = claimed
             try:
-                self._execute(record)
+                self._execute(record, live)
             except Exception:  # e.g. the database went away; keep the thread, the crash policy covers the row
                 log.exception("worker: run %s could not be recorded", record.id)
                 with self._lock:
-                    self._current = None
+                    self._live.pop(record.id, None)
+            self._wake.set()  # a runner held back by the capacity check may claim now
 
-    def _next(self) -> RunDetail | None:
-        """Write what a full disk kept in memory, then claim the next run (none while the disk is still full)."""
-        try:
-            if not self.store.flush():
+    def _idle(self) -> None:
+        """Nothing to claim: once no run is left in progress, hand the freed memory back to the system."""
+        with self._lock:
+            drained = self._busy and not self._live
+            if drained:
+                self._busy = False
+        if drained:
+            release_free_memory()
+
+    def _next(self) -> tuple[RunDetail, _LiveRun] | None:
+        """Write what a full disk kept in memory, then claim the next run if a backend worker is ready for it.
+
+        Nothing is claimed while the disk is still full, nor while every ready worker has a run.
+        """
+        with self._claim_lock:
+            try:
+                if self._stop.is_set() or not self.store.flush() or self.in_progress() >= self.ready_workers():
+                    return None
+                record = self.store.claim_next()
+            except Exception:
+                log.exception("worker: cannot read the queue")
+                self._stop.wait(1.0)
                 return None
-            return self.store.claim_next()
-        except Exception:
-            log.exception("worker: cannot read the queue")
-            self._stop.wait(1.0)
-            return None
+            return None if record is None else (record, self._start(record))
 
-    def _execute(self, record: RunDetail) -> None:
+    def in_progress(self) -> int:
+        """How many runs are claimed and not yet recorded."""
+        with self._lock:
+            return len(self._live)
+
+    def ready_workers(self) -> int:
+        """How many backend workers can take a run now (``idle`` or ``busy``), at most the runner threads."""
+        try:
+            states = self.backend.worker_states()
+        except Exception:  # a backend that cannot say: trust its capacity
+            log.exception("worker: the backend did not report its workers")
+            return len(self._threads)
+        return min(len(self._threads), sum(1 for w in states if w.get("state") in ("idle", "busy")))
+
+    def _execute(self, record: RunDetail, live: _LiveRun) -> None:
         run_dir = self.outputs_dir / record.id
-        live = self._start(record)
         self._publish_queue(record.id)
         self._send(WsRunStarted(run=record.id, nodes=record.node_total))
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
             result = self.backend.run(parse_graph(record.graph), {}, run_dir, lambda e: self._on_event(live, e), live.token,
-                                      self.paths)
+                                      self.paths, label=record.id)
         except Exception as exc:  # a backend bug must fail one run, not kill the worker
             log.exception("run %s: the backend raised", record.id)
             result = RunResult(RunStatus.FAILED, errors=[ErrorInfo("internal_error", f"the server failed to run the graph: {type(exc).__name__}: {exc}")])
@@ -257,14 +311,15 @@ class Worker:
                 self._record(record, result, run_dir, live.user_cancelled)
         finally:
             with self._lock:
-                self._current = None
+                self._live.pop(record.id, None)
                 self._cancel_requests.discard(record.id)
 
     def _start(self, record: RunDetail) -> _LiveRun:
-        """Make ``record`` the run in progress, applying a cancel or a stop that came first."""
+        """Make ``record`` a run in progress, applying a cancel or a stop that came first."""
         live = _LiveRun(record.id)
         with self._lock:
-            self._current = live
+            self._live[record.id] = live
+            self._busy = True
             if record.id in self._cancel_requests:
                 live.user_cancelled = True
                 live.token.cancel()
@@ -285,8 +340,9 @@ class Worker:
         nodes = {k: {"type": r.type, "status": NodeStatus(r.status).value, "seconds": round(r.seconds, 4)} for k, r in result.nodes.items()}
         values = {node: {k: self.scrub(v) if isinstance(v, str) else v for k, v in out.items()}
                   for node, out in result.shown_values().items()}
+        worker = result.worker if isinstance(result, JobResult) else None
         self.store.finish(record.id, status.value, seconds=round(result.seconds, 4), nodes=nodes, outputs=outputs, errors=errors,
-                          values=values)
+                          values=values, worker=worker)
         first_error = first_sentence(errors)
         self._send(
             WsRunFinished(
@@ -301,8 +357,9 @@ class Worker:
         )
         self._publish_queue(record.id)
         what = record.workflow or "graph"
-        log.info("run %s %s in %.2fs (%s, %d nodes)%s", record.id, status.value, result.seconds, what,
-                 len(result.nodes), f": {first_error}" if first_error else "")
+        retried = f", {result.attempts} attempts" if isinstance(result, JobResult) and result.attempts > 1 else ""
+        log.info("run %s %s in %.2fs (%s, %d nodes%s%s)%s", record.id, status.value, result.seconds, what,
+                 len(result.nodes), f", worker {worker}" if worker else "", retried, f": {first_error}" if first_error else "")
 
     def _on_progress(self, live: _LiveRun, node: str | None, data: dict[str, Any]) -> None:
         """A step inside a node: live state, and a websocket message; ``info`` carries what else it reported (a loss)."""
@@ -387,7 +444,7 @@ class Worker:
 
     def _publish_queue(self, run_id: str | None) -> None:
         queued, running = self.store.queue_state()
-        self._send(WsQueue(run=run_id, queued=queued, running=running))
+        self._send(WsQueue(run=run_id, queued=queued, running=running[0] if running else None, running_ids=running))
 
 
 def release_free_memory() -> None:

@@ -230,3 +230,14 @@ test("combined states: done adds the seconds up, cached when all were, muted whe
   assert.deepEqual(combineStates([["a", s("lost")], ["b", s("done")]]), { status: "lost" });
   assert.deepEqual(combineStates([]), {});
 });
+
+test("a queue message naming two running runs (two workers) marks both running", () => {
+  const b = book();
+  for (const id of ["r1", "r2", "r3"]) b.queued(id, "g1", "slow", ["slow"]);
+  b.handle(msg("queue", "r2", { queued: 1, running: "r1", running_ids: ["r1", "r2"] }));
+  assert.deepEqual(b.runningIds, ["r1", "r2"]);
+  assert.equal(b.running, "r1");
+  assert.equal(b.records.get("r1").status, "running");
+  assert.equal(b.records.get("r2").status, "running");
+  assert.equal(b.records.get("r3").status, "queued");
+});

@@ -31,7 +31,8 @@ export class QueuePanel {
   render() {
     const { book } = this.deps;
     const runs = this.runs();
-    this.el.count.textContent = book.waiting || book.running ? `${book.waiting} waiting${book.running ? ", 1 running" : ""}` : "";
+    const running = book.runningIds.length;
+    this.el.count.textContent = book.waiting || running ? `${book.waiting} waiting${running ? `, ${running} running` : ""}` : "";
     this.el.clear.disabled = !runs.some((r) => book.isFinished(r.status));
     const rows = runs.map((run) => {
       const signature = this.signature(run);

@@ -63,7 +63,8 @@ export class RunBook {
     this.records = new Map(); // run id -> {id, status, created, workflow, name, outputs, errors, error, seconds, total, lost}
     this.nodes = new Map(); // run id -> Map(node id -> state)
     this.origins = new Map(); // run id -> {key, label}, in the order they were queued
-    this.running = null; // the run the server is running, as the last queue message said
+    this.running = null; // the run the server started first among those it is running, as the last queue message said
+    this.runningIds = []; // every run the server is running (several with --workers N)
     this.waiting = 0; // runs waiting in the server's queue
     this.connected = true;
   }
@@ -127,8 +128,11 @@ export class RunBook {
     const type = message.type;
     if (type === "queue") {
       this.running = message.running ?? null;
+      this.runningIds = message.running_ids ?? (this.running ? [this.running] : []);
       this.waiting = message.queued ?? 0;
-      if (this.running && !this.#record(this.running).lost) this.#record(this.running).status = "running";
+      for (const running of this.runningIds) {
+        if (!this.#record(running).lost) this.#record(running).status = "running";
+      }
       return { run: id ?? null, queue: true };
     }
     if (!id) return null;
@@ -249,6 +253,7 @@ export class RunBook {
       }
     }
     this.running = null;
+    this.runningIds = [];
     return touched;
   }
 
