@@ -92,6 +92,11 @@ def vae_scale_factor(vae: Any) -> int:
     return int(2 ** (len(vae.config.block_out_channels) - 1))
 
 
+def latent_channels(unet: Any, vae: Any) -> int:
+    """Channels the sampler denoises: the VAE's latent channels (an inpainting UNet takes more, mask and masked image)."""
+    return min(int(unet.config.in_channels), int(vae.config.latent_channels))
+
+
 def latent_preview(samples: torch.Tensor, min_side: int = 64) -> Any:
     """A cheap RGB picture of the first latent in ``samples`` (a PIL image), no VAE involved.
 

@@ -52,9 +52,7 @@ class NoiseLatents:
         factor = _common.vae_scale_factor(vae)
         if width % factor or height % factor:
             raise ValueError(f"width and height must be multiples of {factor} for this VAE, not {width}x{height}")
-        # An inpainting UNet takes more channels (mask, masked image) than it denoises: the VAE's count.
-        channels = min(int(unet.config.in_channels), int(vae.config.latent_channels))
-        shape = (batch, channels, height // factor, width // factor)
+        shape = (batch, _common.latent_channels(unet, vae), height // factor, width // factor)
         generator = _common.per_image_streams([seed + i for i in range(batch)]) if per_image_seeds else _common.stream(seed=seed)
         samples = _common.noise(shape, generator, *_common.placement(unet)) * scheduler.scheduler.init_noise_sigma
         return Latents(samples, float(vae.config.scaling_factor), generator.get_state(), vae_factor=factor)
@@ -162,8 +160,7 @@ class EmptyLatents:
         if width % factor or height % factor:
             raise ValueError(f"width and height must be multiples of {factor} for this VAE, not {width}x{height}")
         device, dtype = _common.placement(unet)
-        channels = min(int(unet.config.in_channels), int(vae.config.latent_channels))
-        samples = torch.zeros((batch, channels, height // factor, width // factor), device=device, dtype=dtype)
+        samples = torch.zeros((batch, _common.latent_channels(unet, vae), height // factor, width // factor), device=device, dtype=dtype)
         return Latents(samples, float(vae.config.scaling_factor), vae_factor=factor)
 
 
