@@ -268,7 +268,6 @@ def test_comfyui_prompts_keep_comfyuis_meaning_in_nodeflows_syntax():
 
 def test_comfyui_prompt_text_gives_comfyuis_tokens(sd_registry):
     from models_tiny import clip_tokenizer
-
     from nodeflow_nodes.sd.text import Tokenize
 
     tokenizer = clip_tokenizer()

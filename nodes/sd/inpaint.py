@@ -71,7 +71,7 @@ def grown_mask(full: torch.Tensor, grow: int) -> torch.Tensor:
     """``full`` [B, 1, H, W] grown by a ``grow`` x ``grow`` square, as ComfyUI's VAEEncodeForInpaint grows its noise mask.
 
     ComfyUI's arithmetic: a convolution with a ones kernel, padding ``ceil((grow - 1) / 2)``
-    (so an even size reaches one pixel further up and left), clamped to [0, 1], cut to
+    (so an even size reaches one pixel further down and right), clamped to [0, 1], cut to
     the image and rounded.
     """
     if grow <= 0:
