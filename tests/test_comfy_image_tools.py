@@ -228,8 +228,6 @@ def test_a_comfyui_controlnet_workflow_gives_the_pixels_of_workflows_controlnet_
 
 def _native_inpaint(grow: int) -> dict[str, Any]:
     """The nodeflow graph ComfyUI's inpainting workflow means, written by hand (euler, normal schedule)."""
-    load = {"node": "load", "output": ""}
-
     def out(node: str, name: str) -> dict[str, str]:
         return {"node": node, "output": name}
 
@@ -252,7 +250,6 @@ def _native_inpaint(grow: int) -> dict[str, Any]:
         "decode": {"type": "sd.vae_decode", "inputs": {"vae": out("load", "vae"), "latents": out("denoise", "denoised")}},
         "save": {"type": "sd.save_image", "inputs": {"images": out("decode", "image")}},
     }
-    del load
     return {"format": "nodeflow/graph", "version": 2, "nodes": nodes}
 
 
