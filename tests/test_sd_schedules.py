@@ -110,7 +110,7 @@ def test_empty_latents_are_zeros_of_the_images_latent_shape():
     class Vae(Unet):
         def __init__(self) -> None:
             super().__init__()
-            self.config = type("C", (), {"block_out_channels": [1, 1, 1, 1], "scaling_factor": 0.18215})()
+            self.config = type("C", (), {"block_out_channels": [1, 1, 1, 1], "scaling_factor": 0.18215, "latent_channels": 4})()
 
     made = EmptyLatents().run(_ctx(), Unet(), Vae(), 64, 32, 2)
     assert made.samples.shape == (2, 4, 4, 8) and not made.samples.any() and made.scaling_factor == 0.18215
