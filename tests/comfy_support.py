@@ -77,3 +77,37 @@ def serve_in_thread(data_dir: Path, registry: Any = None, **config: Any) -> Iter
 def deep(data: dict[str, Any]) -> dict[str, Any]:
     """A deep copy (tests edit workflows)."""
     return copy.deepcopy(data)
+
+
+def api_to_ui(api: dict[str, Any]) -> dict[str, Any]:
+    """An API prompt as the ComfyUI editor would save it (version 0.4): sockets, links, ``widgets_values`` in widget order.
+
+    Widgets follow :data:`nodeflow.comfy.classes.CLASSES` (a seed widget followed by its
+    ``control_after_generate`` value, ``fixed``), which is also how the editor orders them.
+    """
+    from nodeflow.comfy.classes import CLASSES
+
+    nodes: dict[str, dict[str, Any]] = {}
+    links: list[list[Any]] = []
+    for number, (cid, entry) in enumerate(api.items()):
+        cls = CLASSES[entry["class_type"]]
+        widgets: list[Any] = []
+        for spec in cls.widgets:
+            widgets.append(entry["inputs"][spec.name])
+            if spec.control:
+                widgets.append("fixed")
+        nodes[cid] = {"id": int(cid), "type": cls.name, "pos": [300 * number, 100], "size": [300, 120], "mode": 0,
+                      "inputs": [], "outputs": [{"name": t, "type": t, "links": []} for t in cls.outputs], "widgets_values": widgets}
+    for cid, entry in api.items():
+        cls = CLASSES[entry["class_type"]]
+        for slot, spec in enumerate(s for s in cls.inputs if not s.widget):
+            value = entry["inputs"].get(spec.name)
+            socket: dict[str, Any] = {"name": spec.name, "type": spec.type, "link": None}
+            if isinstance(value, list):
+                link_id = len(links) + 1
+                links.append([link_id, int(value[0]), value[1], int(cid), slot, spec.type])
+                socket["link"] = link_id
+                nodes[value[0]]["outputs"][value[1]]["links"].append(link_id)
+            nodes[cid]["inputs"].append(socket)
+    return {"last_node_id": max(int(c) for c in api), "last_link_id": len(links), "nodes": list(nodes.values()), "links": links,
+            "groups": [], "config": {}, "extra": {}, "version": 0.4}

@@ -186,7 +186,7 @@ def test_a_client_chosen_prompt_id_is_kept_and_reused_ids_are_refused(server):
     (lambda p: p["3"]["inputs"].pop("steps"), "missing_comfy_input"),
     (lambda p: p["3"]["inputs"].__setitem__("sampler_name", "dpmpp_3m_sde"), "invalid_value"),
     (lambda p: p["4"]["inputs"].__setitem__("ckpt_name", "../../etc/passwd"), "missing_file"),
-    (lambda p: p["6"]["inputs"].__setitem__("text", "a (cat:1.3)"), "unsupported_comfy_value"),
+    (lambda p: p["3"]["inputs"].__setitem__("steps", ["4", 0]), "unsupported_comfy_value"),
 ])
 def test_an_invalid_prompt_gets_comfyuis_node_errors_and_the_server_stays_up(server, change, code):
     prompt = deep(default_workflow("api"))
@@ -255,7 +255,13 @@ def test_object_info_describes_the_classes_nodeflow_runs(server):
     assert info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0] == ["v1-5-pruned-emaonly.safetensors"]
     assert _get(server, "/object_info/KSampler")[1].keys() == {"KSampler"}
     assert _get(server, "/object_info/NoSuchNode")[1] == {}
-    assert "ControlNetApplyAdvanced" not in info  # pending: its nodeflow node is not installed
+    advanced = info["ControlNetApplyAdvanced"]  # the image-tools classes are served too
+    assert advanced["input_order"]["required"] == ["positive", "negative", "control_net", "image", "strength", "start_percent", "end_percent"]
+    assert advanced["output_name"] == ["positive", "negative"]
+    assert "bislerp" not in info["LatentUpscale"]["input"]["required"]["upscale_method"][0]  # only what nodeflow runs is offered
+    assert info["ConditioningSetMask"]["input"]["required"]["set_cond_area"][0] == ["default", "mask bounds"]
+    assert {"VAELoader", "VAEEncodeForInpaint", "LoadImageMask", "ConditioningCombine", "ControlNetLoader"} <= set(info)
+    assert not any(name.endswith("SDXL") for name in info)  # SDXL classes are not translated
 
 
 def test_models_embeddings_and_system_stats_answer_in_comfyuis_shape(server):

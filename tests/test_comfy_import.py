@@ -12,7 +12,7 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from nodeflow.comfy import comfy_errors, import_comfy, sniff
-from nodeflow.comfy.prompts import PromptSyntaxError, plain_text, weighted_segments
+from nodeflow.comfy.prompts import comfy_prompt
 from nodeflow.errors import ErrorInfo
 from nodeflow.validate import validate
 
@@ -187,26 +187,29 @@ def test_denoise_below_one_runs_the_tail_of_a_longer_schedule_from_noised_empty_
     assert doc.nodes["3.scheduler"].inputs["denoise"] == 0.5
 
 
-def test_embedding_words_become_textual_inversion_nodes(sd_registry):
+def test_prompts_with_weights_and_embeddings_pass_through_to_tokenize(sd_registry):
     api = default_workflow("api")
+    api["6"]["inputs"]["text"] = "a (glass bottle:1.3), ((sharp))"
     api["7"]["inputs"]["text"] = "embedding:bad_hands.pt, blurry"
-    doc = _import(api, sd_registry).doc
-    ti = doc.nodes["7.embedding1"]
-    assert ti.type == "sd.textual_inversion" and ti.inputs["embedding"] == "bad_hands.pt" and ti.inputs["token"] == "<bad_hands>"
-    assert doc.nodes["7.tokens"].inputs["text"] == "<bad_hands>, blurry"
-    assert doc.nodes["7"].inputs["text_encoder"] == {"node": "7.embedding1", "output": "ti_text_encoder"}
+    result = _import(api, sd_registry)
+    assert result.ok, result.errors
+    doc = result.doc
+    assert doc.nodes["6.tokens"].inputs["text"] == "a (glass bottle:1.3), ((sharp))"
+    assert doc.nodes["7.tokens"].inputs["text"] == "embedding:bad_hands.pt, blurry"
+    assert doc.nodes["7.tokens"].inputs["tokenizer"] == {"node": "4", "output": "tokenizer"}  # no textual-inversion node between
+    assert not any(n.type == "sd.textual_inversion" for n in doc.nodes.values())
 
 
 # -- errors -----------------------------------------------------------------------------------------------------------------
 def test_unsupported_and_custom_nodes_are_all_named_at_once(sd_registry):
     api = default_workflow("api")
     api["20"] = {"class_type": "IPAdapterApply", "inputs": {}}
-    api["21"] = {"class_type": "ControlNetLoader", "inputs": {"control_net_name": "canny.safetensors"}}
+    api["21"] = {"class_type": "CheckpointLoaderSDXL", "inputs": {}}
     result = _import(api, sd_registry)
     assert result.doc is None
     assert sorted(_codes(result)) == [("unsupported_comfy_node", "20"), ("unsupported_comfy_node", "21")]
     messages = " ".join(e.message for e in result.errors)
-    assert "IPAdapterApply" in messages and "sd.load_controlnet" in messages
+    assert "IPAdapterApply" in messages and "CheckpointLoaderSDXL" in messages
 
 
 def test_a_comfyui_subgraph_is_an_unsupported_node(sd_registry):
@@ -238,14 +241,6 @@ def test_missing_widget_values_are_named(sd_registry):
         ("bad_comfy_widgets", "3", name) for name in ("cfg", "sampler_name", "scheduler", "denoise")}
 
 
-def test_prompt_weights_are_refused_clearly_until_nodeflow_has_them(sd_registry):
-    api = default_workflow("api")
-    api["6"]["inputs"]["text"] = "a (glass bottle:1.3)"
-    result = _import(api, sd_registry)
-    assert [(e.code, e.node, e.input) for e in result.errors] == [("unsupported_comfy_value", "6", "text")]
-    assert "weight 1.3" in result.errors[0].message
-
-
 @pytest.mark.parametrize("data", [b"not json", "[1, 2]", json.dumps({"nodes": "x"}), json.dumps({"1": {"inputs": {}}})])
 def test_malformed_files_are_structured_errors_never_a_crash(sd_registry, data):
     result = _import(data, sd_registry)
@@ -264,9 +259,20 @@ def test_errors_on_translated_nodes_are_told_with_comfyuis_ids(sd_registry):
 
 
 # -- prompt syntax -------------------------------------------------------------------------------------------------------------
-def test_prompt_emphasis_follows_comfyuis_rules():
-    assert weighted_segments("a (b) ((c)) (d:0.5) \\(e\\)") == [
-        ("a ", 1.0), ("b", pytest.approx(1.1)), (" ", 1.0), ("c", pytest.approx(1.21)), (" ", 1.0), ("d", 0.5), (" (e)", 1.0)]
-    assert plain_text("plain (words:1.0) \\(kept\\)") == "plain words (kept)"
-    with pytest.raises(PromptSyntaxError, match="unbalanced"):
-        plain_text("a (b")
+def test_comfyui_prompts_keep_comfyuis_meaning_in_nodeflows_syntax():
+    # weights, escapes and embeddings are the same syntax: untouched
+    assert comfy_prompt("a (b:1.2) ((c)) \\(d\\) embedding:e, f") == "a (b:1.2) ((c)) \\(d\\) embedding:e, f"
+    # ComfyUI reads square brackets and BREAK as text; nodeflow would weigh / split: escaped, lower-cased
+    assert comfy_prompt("[dim] x BREAK y BREAKFAST") == "\\[dim\\] x break y BREAKFAST"
+
+
+def test_comfyui_prompt_text_gives_comfyuis_tokens(sd_registry):
+    from models_tiny import clip_tokenizer
+    from nodeflow_nodes.sd.text import Tokenize
+
+    tokenizer = clip_tokenizer()
+    run = Tokenize().run
+    as_comfy = run(None, tokenizer, comfy_prompt("a [cat] BREAK dog"))
+    literal = tokenizer("a [cat] break dog").input_ids  # what ComfyUI's tokenizer call sees (lower-cased by CLIP)
+    assert as_comfy.chunks == 1 and as_comfy.weights is None
+    assert as_comfy.ids[0, : len(literal)].tolist() == literal

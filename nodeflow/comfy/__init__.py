@@ -64,8 +64,9 @@ def import_comfy(data: bytes | str | dict[str, Any], registry: Registry | None =
                  name: str = "", shape: str | None = None) -> ComfyImport:
     """Translate a ComfyUI workflow, prompt or PNG into a nodeflow graph document (see the module docstring).
 
-    ``registry`` decides which pending classes translate (default: the built-in packs);
-    ``paths`` finds ``embedding:name`` files given without a suffix. Never raises for bad
+    ``registry`` decides which classes translate (their nodeflow nodes must be installed;
+    default: the built-in packs); ``paths`` is accepted for callers (prompts pass through, so the
+    translation resolves no file itself). Never raises for bad
     input: problems come back in ``errors`` (codes ``invalid_comfy_file``,
     ``bad_comfy_link``, ``bad_comfy_widgets``, ``missing_comfy_input``,
     ``unsupported_comfy_node``, ``unsupported_comfy_value``, ``invalid_value``). ``shape``

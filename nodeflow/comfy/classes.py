@@ -26,7 +26,7 @@ COMFY_MAX_SEED = 0xFFFFFFFFFFFFFFFF
 
 #: Combo lists filled in when asked (models by kind, sampler and scheduler names).
 COMBO_SOURCES = frozenset({"checkpoint", "lora", "vae", "controlnet", "embedding", "config", "image",
-                           "sampler", "scheduler", "upscale_latent", "upscale_image", "crop", "channel", "noise_switch"})
+                           "sampler", "scheduler", "upscale_latent", "upscale_image", "crop", "channel", "noise_switch", "cond_area"})
 
 
 @dataclass(frozen=True)
@@ -149,6 +149,16 @@ _LIST: tuple[ComfyClass, ...] = (
     ComfyClass("ConditioningAverage", "conditioning", (_link("conditioning_to", "CONDITIONING"), _link("conditioning_from", "CONDITIONING"),
                                                        _float("conditioning_to_strength", 1.0, 0.0, 1.0, 0.01)),
                ("CONDITIONING",), display_name="Conditioning (Average)"),
+    ComfyClass("ConditioningSetArea", "conditioning", (_link("conditioning", "CONDITIONING"),
+                                                       Spec("width", "INT", {**_SIZE, "default": 64, "min": 64}),
+                                                       Spec("height", "INT", {**_SIZE, "default": 64, "min": 64}),
+                                                       Spec("x", "INT", {**_SIZE, "default": 0, "min": 0}),
+                                                       Spec("y", "INT", {**_SIZE, "default": 0, "min": 0}),
+                                                       _float("strength", 1.0, 0.0, 10.0, 0.01)),
+               ("CONDITIONING",), display_name="Conditioning (Set Area)"),
+    ComfyClass("ConditioningSetMask", "conditioning", (_link("conditioning", "CONDITIONING"), _link("mask", "MASK"),
+                                                       _float("strength", 1.0, 0.0, 10.0, 0.01), _combo("set_cond_area", "cond_area")),
+               ("CONDITIONING",), display_name="Conditioning (Set Mask)"),
     ComfyClass("ControlNetLoader", "loaders", (_combo("control_net_name", "controlnet"),), ("CONTROL_NET",), display_name="Load ControlNet Model"),
     ComfyClass("ControlNetApply", "conditioning/controlnet", (_link("conditioning", "CONDITIONING"), _link("control_net", "CONTROL_NET"),
                                                               _link("image", "IMAGE"), _float("strength", 1.0, 0.0, 10.0, 0.01)),

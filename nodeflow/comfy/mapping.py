@@ -1,32 +1,40 @@
 """ComfyUI class -> nodeflow nodes: the translation table.
 
-=========================  ==================================================  ==========
-ComfyUI class              nodeflow                                            status
-=========================  ==================================================  ==========
-CheckpointLoaderSimple     ``sd.load_model``                                   translated
-CheckpointLoader           ``sd.load_model`` (``config_name`` ignored)         translated
-LoraLoader                 ``sd.lora``                                         translated
-LoraLoaderModelOnly        ``sd.lora`` (text strength 0)                       translated
-CLIPSetLastLayer           folded: ``clip_skip`` of the text encodes after it  translated
-CLIPTextEncode             ``sd.tokenize`` + ``sd.text_encode`` (+ one         translated
-                           ``sd.textual_inversion`` per ``embedding:name``)
-EmptyLatentImage           folded into the sampler's ``sd.noise_latents``, or  translated
-                           ``sd.empty_latents``
-KSampler, KSamplerAdvanced ``sd.scheduler`` + ``sd.noise_latents`` or          translated
-                           ``sd.add_noise`` + ``sd.denoise``
-VAEDecode / VAEEncode      ``sd.vae_decode`` / ``sd.vae_encode`` (argmax)      translated
-LoadImage (IMAGE)          ``sd.load_image``                                   translated
-ImageScale                 ``sd.resize_image`` (lanczos, no crop, both sides)  translated
-SaveImage / PreviewImage   ``sd.save_image`` / ``sd.preview_image``            translated
-Primitive* (backend)       folded: the literal                                 translated
-PrimitiveNode, Reroute,    resolved by :mod:`nodeflow.comfy.formats`           translated
+==========================  =================================================  =====================
+ComfyUI class               nodeflow                                           how
+==========================  =================================================  =====================
+CheckpointLoaderSimple,     ``sd.load_model`` (``config_name`` ignored)        :data:`MAPPERS`
+CheckpointLoader
+VAELoader                   ``sd.load_vae``                                    :data:`MAPPERS`
+LoraLoader(ModelOnly)       ``sd.lora`` (model only: text strength 0)          :data:`MAPPERS`
+CLIPSetLastLayer            folded: ``clip_skip`` of the text encodes after it :data:`MAPPERS`
+CLIPTextEncode              ``sd.tokenize`` + ``sd.text_encode`` (the prompt   :data:`MAPPERS`
+                            as it is: :func:`~.prompts.comfy_prompt`)
+EmptyLatentImage            folded into the sampler's ``sd.noise_latents``, or :data:`MAPPERS`
+                            ``sd.empty_latents``
+KSampler(Advanced)          ``sd.scheduler`` + ``sd.noise_latents`` or         :data:`MAPPERS`
+                            ``sd.add_noise`` + ``sd.denoise``
+VAEDecode / VAEEncode       ``sd.vae_decode`` / ``sd.vae_encode`` (argmax)     :data:`DIRECT`
+VAEEncodeForInpaint         ``sd.vae_encode_inpaint`` (argmax, ``grow``)       :data:`MAPPERS`
+SetLatentNoiseMask          ``sd.set_latent_noise_mask`` (soft mask kept)      :data:`DIRECT`
+LatentUpscale(By)           ``sd.latent_upscale``                              both
+ImageScale(By)              ``sd.image_upscale``                               both
+LoadImage / LoadImageMask   ``sd.load_image`` (and its mask) / ``sd.load_mask`` :data:`MAPPERS`
+SaveImage / PreviewImage    ``sd.save_image`` / ``sd.preview_image``           :data:`DIRECT`
+Conditioning* (Combine,     ``sd.conditioning_*``                              both
+Concat, Average, SetArea,
+SetMask)
+ControlNetLoader            ``sd.load_controlnet``                             :data:`MAPPERS`
+ControlNetApply(Advanced)   ``sd.apply_controlnet`` (the old one also on the   :data:`MAPPERS`
+                            KSampler's negative, as ComfyUI's sampler does)
+Primitive* (backend)        folded: the literal                                :data:`MAPPERS`
+PrimitiveNode, Reroute,     resolved by :mod:`nodeflow.comfy.formats`
 Note, MarkdownNote
-the rest of :data:`PENDING` the nodeflow node named there, once installed       pending
-=========================  ==================================================  ==========
+==========================  =================================================  =====================
 
-A pending class translates as soon as a node of the type :data:`PENDING` names, with
-the inputs and outputs it names, is installed (issue 12 adds them); until then it is
-reported as ``unsupported_comfy_node`` like any class nodeflow does not know.
+A class translates only where the nodeflow nodes it makes are installed (:data:`NEEDS`,
+:data:`DIRECT`); otherwise, like any class not here (SDXL's, custom nodes), it is
+reported as ``unsupported_comfy_node``.
 
 Modes keep ComfyUI's meaning. A muted node's nodeflow nodes are muted (what needs them
 is skipped). A bypassed node's nodes are bypassed; where nodeflow's own bypass rule
@@ -47,12 +55,10 @@ from ..graph import NodeMode
 from .build import FAILED, MUTED, Builder, Missing, link, output_types
 from .classes import CLASSES, PRIMITIVES
 from .formats import CNode, Ref
-from .prompts import PromptSyntaxError, embedding_words, plain_text
+from .prompts import comfy_prompt
 
 Mapper = Callable[[Builder, CNode], list[Any] | None]
 
-#: Suffixes ComfyUI tries for an ``embedding:name`` given without one.
-EMBEDDING_SUFFIXES = (".safetensors", ".pt", ".bin", ".pth")
 
 
 @dataclass(frozen=True)
@@ -79,43 +85,29 @@ DIRECT: dict[str, Direct] = {
                         fixed={"mode": "argmax", "seed": 0}),
     "SaveImage": Direct("sd.save_image", {"images": ("image", "images")}, {"filename_prefix": "prefix"}),
     "PreviewImage": Direct("sd.preview_image", {"images": ("image", "images")}),
+    # inpainting: ComfyUI keeps a soft noise mask as it is
+    "SetLatentNoiseMask": Direct("sd.set_latent_noise_mask", {"samples": ("latents", "latents"), "mask": ("mask", "mask")},
+                                 outputs=(("latents", "masked"),), fixed={"binarize": False}),
+    # conditioning
+    "ConditioningCombine": Direct("sd.conditioning_combine", {"conditioning_1": ("conditioning", "first"),
+                                                              "conditioning_2": ("conditioning", "second")},
+                                  outputs=(("conditioning", "combined"),)),
+    "ConditioningConcat": Direct("sd.conditioning_concat", {"conditioning_to": ("conditioning", "conditioning_to"),
+                                                            "conditioning_from": ("conditioning", "conditioning_from")},
+                                 outputs=(("conditioning", "conditioning"),)),
+    "ConditioningAverage": Direct("sd.conditioning_average", {"conditioning_to": ("conditioning", "conditioning_to"),
+                                                              "conditioning_from": ("conditioning", "conditioning_from")},
+                                  {"conditioning_to_strength": "to_strength"}, (("conditioning", "conditioning"),)),
+    "ConditioningSetArea": Direct("sd.conditioning_set_area", {"conditioning": ("conditioning", "conditioning")},
+                                  {"width": "width", "height": "height", "x": "x", "y": "y", "strength": "strength"},
+                                  (("conditioning", "restricted"),)),
+    # upscaling (methods and sizes checked by the nodeflow nodes' own validation)
+    "LatentUpscaleBy": Direct("sd.latent_upscale", {"samples": ("latents", "latents")}, {"upscale_method": "mode", "scale_by": "scale_by"},
+                              (("latents", "upscaled"),), fixed={"width": 0, "height": 0}),
+    "ImageScaleBy": Direct("sd.image_upscale", {"image": ("image", "image")}, {"upscale_method": "mode", "scale_by": "scale_by"},
+                           (("image", "upscaled"),), fixed={"width": 0, "height": 0}),
 }
-
-_ISSUE12 = "issue 12 (inpainting, ControlNet, upscaling, conditioning nodes)"
-#: Classes whose nodeflow counterparts are being added: translated once the named node is installed.
-PENDING: dict[str, Direct] = {
-    "VAELoader": Direct("sd.load_vae", widgets={"vae_name": "vae"}, outputs=(("vae", "vae"),), source="a VAE loader node"),
-    "VAEEncodeForInpaint": Direct("sd.inpaint_encode", {"pixels": ("image", "image"), "vae": ("vae", "vae"), "mask": ("mask", "mask")},
-                                  {"grow_mask_by": "grow"}, (("latents", "latents"),), source=_ISSUE12),
-    "SetLatentNoiseMask": Direct("sd.set_noise_mask", {"samples": ("latents", "latents"), "mask": ("mask", "mask")},
-                                 outputs=(("latents", "latents"),), source=_ISSUE12),
-    "LatentUpscale": Direct("sd.latent_upscale", {"samples": ("latents", "latents")},
-                            {"upscale_method": "method", "width": "width", "height": "height", "crop": "crop"},
-                            (("latents", "latents"),), source=_ISSUE12),
-    "LatentUpscaleBy": Direct("sd.latent_upscale_by", {"samples": ("latents", "latents")}, {"upscale_method": "method", "scale_by": "scale"},
-                              (("latents", "latents"),), source=_ISSUE12),
-    "ImageScaleBy": Direct("sd.image_scale_by", {"image": ("image", "images")}, {"upscale_method": "method", "scale_by": "scale"},
-                           (("image", "image"),), source=_ISSUE12),
-    "LoadImageMask": Direct("sd.load_mask", widgets={"image": "path", "channel": "channel"}, outputs=(("mask", "mask"),), source=_ISSUE12),
-    "ConditioningCombine": Direct("sd.conditioning_combine", {"conditioning_1": ("conditioning", "a"), "conditioning_2": ("conditioning", "b")},
-                                  outputs=(("conditioning", "conditioning"),), source=_ISSUE12),
-    "ConditioningConcat": Direct("sd.conditioning_concat", {"conditioning_to": ("conditioning", "to"),
-                                                            "conditioning_from": ("conditioning", "source")},
-                                 outputs=(("conditioning", "conditioning"),), source=_ISSUE12),
-    "ConditioningAverage": Direct("sd.conditioning_average", {"conditioning_to": ("conditioning", "to"),
-                                                              "conditioning_from": ("conditioning", "source")},
-                                  {"conditioning_to_strength": "strength"}, (("conditioning", "conditioning"),), source=_ISSUE12),
-    "ControlNetLoader": Direct("sd.load_controlnet", widgets={"control_net_name": "controlnet"}, outputs=(("controlnet", "controlnet"),),
-                               source=_ISSUE12),
-    "ControlNetApply": Direct("sd.apply_controlnet", {"conditioning": ("conditioning", "conditioning"),
-                                                      "control_net": ("controlnet", "controlnet"), "image": ("image", "image")},
-                              {"strength": "scale"}, (("conditioning", "conditioning"),), source=_ISSUE12),
-    "ControlNetApplyAdvanced": Direct("sd.apply_controlnet_advanced",
-                                      {"positive": ("conditioning", "positive"), "negative": ("conditioning", "negative"),
-                                       "control_net": ("controlnet", "controlnet"), "image": ("image", "image")},
-                                      {"strength": "scale", "start_percent": "start", "end_percent": "end"},
-                                      (("conditioning", "positive"), ("conditioning", "negative")), source=_ISSUE12),
-}
+"""ComfyUI classes that are one nodeflow node, input for input."""
 
 #: Classes that make no nodeflow node of their own: their modes are applied here.
 FOLDED = frozenset({"CLIPSetLastLayer", "EmptyLatentImage", *PRIMITIVES})
@@ -142,7 +134,7 @@ def _checkpoint(b: Builder, node: CNode) -> list[Any] | None:
     model = {"unet": link(nf, "unet"), "scheduler_config": link(nf, "scheduler_config"), "text_encoder": link(nf, "text_encoder"),
              "vae": link(nf, "vae")}
     clip = {"tokenizer": link(nf, "tokenizer"), "text_encoder": link(nf, "text_encoder"), "clip_skip": 1}
-    return [model, clip, {"vae": link(nf, "vae")}]
+    return [model, clip, {"vae": link(nf, "vae"), "unet": link(nf, "unet")}]  # the UNet tells inpainting models apart
 
 
 def _lora(b: Builder, node: CNode) -> list[Any] | None:
@@ -170,6 +162,22 @@ def _lora_model_only(b: Builder, node: CNode) -> list[Any] | None:
     return [{**model, "unet": link(nf, "lora_unet")}]
 
 
+def _vae_loader(b: Builder, node: CNode) -> list[Any] | None:
+    name = _model_name(b, node, "vae_name")
+    if name is None:
+        return None
+    nf = b.add("", "sd.load_vae", {"path": name}, wired={"path": "vae_name"})
+    return [{"vae": link(nf, "vae")}]
+
+
+def _controlnet_loader(b: Builder, node: CNode) -> list[Any] | None:
+    name = _model_name(b, node, "control_net_name")
+    if name is None:
+        return None
+    nf = b.add("", "sd.load_controlnet", {"path": name}, wired={"path": "control_net_name"})
+    return [{"controlnet": link(nf, "controlnet")}]
+
+
 # -- conditioning -------------------------------------------------------------------------------------
 def _clip_last_layer(b: Builder, node: CNode) -> list[Any] | None:
     clip = b.bundle(node, "clip")
@@ -190,45 +198,73 @@ def _text_encode(b: Builder, node: CNode) -> list[Any] | None:
     if not isinstance(text, str):
         b.error("invalid_value", f"text must be a string, not {text!r}", "text")
         return None
-    try:
-        text = plain_text(text)
-    except PromptSyntaxError as exc:
-        b.error("unsupported_comfy_value", str(exc), "text")
-        return None
-    tokenizer, encoder = clip["tokenizer"], clip["text_encoder"]
-    for number, (word, name) in enumerate(embedding_words(text), start=1):
-        token = _embedding_token(name)
-        ti = b.add(f"embedding{number}", "sd.textual_inversion", {"tokenizer": tokenizer, "text_encoder": encoder,
-                                                                  "embedding": _embedding_file(b, name), "token": token},
-                   wired={"embedding": "text"})
-        tokenizer, encoder = link(ti, "ti_tokenizer"), link(ti, "ti_text_encoder")
-        text = text.replace(word, token)
-    tokens = b.add("tokens", "sd.tokenize", {"tokenizer": tokenizer, "text": text}, wired={"text": "text"})
-    nf = b.add("", "sd.text_encode", {"text_encoder": encoder, "tokens": link(tokens, "tokens"), "clip_skip": clip["clip_skip"]})
+    tokens = b.add("tokens", "sd.tokenize", {"tokenizer": clip["tokenizer"], "text": comfy_prompt(text)}, wired={"text": "text"})
+    nf = b.add("", "sd.text_encode", {"text_encoder": clip["text_encoder"], "tokens": link(tokens, "tokens"),
+                                       "clip_skip": clip["clip_skip"]})
     return [{"conditioning": link(nf, "conditioning")}]
 
 
-def _embedding_token(name: str) -> str:
-    stem = name.rsplit("/", 1)[-1]
-    for suffix in EMBEDDING_SUFFIXES:
-        if stem.lower().endswith(suffix):
-            stem = stem[: -len(suffix)]
-    return "<" + "".join(c if c.isalnum() or c in "-_" else "_" for c in stem.lower()) + ">"
+def _set_mask(b: Builder, node: CNode) -> list[Any] | None:
+    conditioning, mask = b.bundle(node, "conditioning"), b.bundle(node, "mask")
+    settings = b.values(node, "strength", "set_cond_area")
+    if not _usable(conditioning, mask) or settings is None:
+        return None
+    areas = {"default": "default", "mask bounds": "bounds"}
+    if settings[1] not in areas:
+        b.error("invalid_value", f"set_cond_area must be 'default' or 'mask bounds', not {settings[1]!r}", "set_cond_area")
+        return None
+    nf = b.add("", "sd.conditioning_set_mask", {"conditioning": conditioning["conditioning"], "mask": mask["mask"],
+                                                 "strength": settings[0], "area": areas[settings[1]]},
+               wired={"strength": "strength", "area": "set_cond_area"})
+    return [{"conditioning": link(nf, "restricted")}]
 
 
-def _embedding_file(b: Builder, name: str) -> str:
-    """The file ``embedding:name`` means: the name itself, else with the first suffix that exists (ComfyUI's order)."""
-    name = name.replace("\\", "/")
-    if name.lower().endswith(EMBEDDING_SUFFIXES):
-        return name
-    if b.paths is not None:
-        for suffix in EMBEDDING_SUFFIXES:
-            try:
-                b.paths.resolve(name + suffix, "embedding")
-                return name + suffix
-            except (OSError, ValueError):
-                continue
-    return name + ".safetensors"  # not found: validation names the folders searched
+# -- ControlNet ----------------------------------------------------------------------------------------
+def _apply_controlnet_advanced(b: Builder, node: CNode) -> list[Any] | None:
+    positive, negative, controlnet, image = (b.bundle(node, n) for n in ("positive", "negative", "control_net", "image"))
+    settings = b.values(node, "strength", "start_percent", "end_percent")
+    if not _usable(positive, negative, controlnet, image) or settings is None:
+        return None
+    if settings[0] == 0:  # ComfyUI hands the conditioning on untouched
+        return [positive, negative]
+    nf = b.add("", "sd.apply_controlnet", {"positive": positive["conditioning"], "negative": negative["conditioning"],
+                                            "controlnet": controlnet["controlnet"], "image": image["image"], "strength": settings[0],
+                                            "start": settings[1], "end": settings[2]},
+               wired={"strength": "strength", "start": "start_percent", "end": "end_percent"})
+    return [{"conditioning": link(nf, "positive_out"), "controlled": True},
+            {"conditioning": link(nf, "negative_out"), "controlled": True}]
+
+
+def _apply_controlnet(b: Builder, node: CNode) -> list[Any] | None:
+    """ControlNetApply (the old one): one conditioning; ComfyUI's sampler gives its ControlNet to the negative too."""
+    conditioning, controlnet, image = (b.bundle(node, n) for n in ("conditioning", "control_net", "image"))
+    strength = b.value(node, "strength")
+    if not _usable(conditioning, controlnet, image) or strength is None:
+        return None
+    if strength == 0:
+        return [conditioning]
+    inputs = {"controlnet": controlnet["controlnet"], "image": image["image"], "strength": strength, "start": 0.0, "end": 1.0}
+    nf = b.add("", "sd.apply_controlnet", {**inputs, "positive": conditioning["conditioning"], "negative": conditioning["conditioning"]},
+               wired={"strength": "strength"})
+    for_uncond = (*conditioning.get("for_uncond", ()), (node.id, inputs))
+    return [{"conditioning": link(nf, "positive_out"), "controlled": True, "for_uncond": for_uncond}]
+
+
+def _uncond_controls(b: Builder, positive: dict[str, Any], negative: dict[str, Any]) -> dict[str, Any]:
+    """The negative conditioning with the positive's old-style ControlNets, as ComfyUI's sampler applies them.
+
+    ComfyUI copies them to a negative that has no ControlNet of its own
+    (``control_apply_to_uncond``); one ``sd.apply_controlnet`` per ControlNet, drawn
+    under the KSampler.
+    """
+    if negative.get("controlled") or not positive.get("for_uncond"):
+        return negative
+    current = negative["conditioning"]
+    for number, (cid, inputs) in enumerate(positive["for_uncond"], start=1):
+        nf = b.add(f"uncond_control{number}", "sd.apply_controlnet", {**inputs, "positive": current, "negative": current},
+                   title=f"ControlNet {cid} on the negative")
+        current = link(nf, "negative_out")
+    return {**negative, "conditioning": current}
 
 
 # -- latents and sampling -----------------------------------------------------------------------------
@@ -255,6 +291,7 @@ def _ksampler(b: Builder, node: CNode) -> list[Any] | None:
     start_latents = _start_latents(b, node, model, latent, link(sched, "scheduler"), seed, add_noise == "enable", whole)
     if start_latents is None:
         return None
+    negative = _uncond_controls(b, positive, negative)
     nf = b.add("", "sd.denoise", {"unet": model["unet"], "latents": start_latents, "scheduler": link(sched, "scheduler"),
                                    "positive": positive["conditioning"], "negative": negative["conditioning"],
                                    "guidance_scale": cfg, "guidance_rescale": 0.0}, wired={"guidance_scale": "cfg"})
@@ -323,28 +360,75 @@ def _latents_of(b: Builder, model: dict[str, Any], latent: dict[str, Any]) -> di
 
 
 # -- images -----------------------------------------------------------------------------------------------
-def _load_image(b: Builder, node: CNode) -> list[Any] | None:
+def _image_name(b: Builder, node: CNode) -> str | None:
     name = _model_name(b, node, "image")
+    for annotation in (" [input]", " [output]", " [temp]"):  # ComfyUI's folder annotations
+        name = name.removesuffix(annotation) if name is not None else None
+    return name
+
+
+def _load_image(b: Builder, node: CNode) -> list[Any] | None:
+    name = _image_name(b, node)
     if name is None:
         return None
-    for annotation in (" [input]", " [output]", " [temp]"):  # ComfyUI's folder annotations
-        name = name.removesuffix(annotation)
     nf = b.add("", "sd.load_image", {"path": name}, wired={"path": "image"})
-    return [{"image": link(nf, "image")}, Missing("LoadImage's MASK output needs nodeflow's mask nodes (" + _ISSUE12 + ")")]
+    return [{"image": link(nf, "image")}, {"mask": link(nf, "mask")}]  # the mask: 1 where transparent, as ComfyUI's
 
 
-def _image_scale(b: Builder, node: CNode) -> list[Any] | None:
-    image = b.bundle(node, "image")
+def _load_image_mask(b: Builder, node: CNode) -> list[Any] | None:
+    name, channel = _image_name(b, node), b.value(node, "channel")
+    if name is None or channel is None:
+        return None
+    nf = b.add("", "sd.load_mask", {"path": name, "channel": channel}, wired={"path": "image", "channel": "channel"})
+    return [{"mask": link(nf, "mask")}]
+
+
+def _to_size(b: Builder, node: CNode) -> list[Any] | None:
+    """ImageScale and LatentUpscale: to a size in pixels (both 0: unchanged); ``crop`` must be disabled."""
+    latent = node.class_type == "LatentUpscale"
+    found = b.bundle(node, "samples" if latent else "image")
     settings = b.values(node, "upscale_method", "width", "height", "crop")
-    if not _usable(image) or settings is None:
+    if not _usable(found) or settings is None:
         return None
     method, width, height, crop = settings
-    if method != "lanczos" or crop != "disabled" or not width or not height:
-        b.error("unsupported_comfy_node", f"ImageScale with upscale_method '{method}', crop '{crop}' and a size of {width}x{height}"
-                                          f" needs nodeflow's image tools ({_ISSUE12}); lanczos without crop to a given size works")
+    if crop != "disabled":
+        b.error("unsupported_comfy_value", f"crop '{crop}' is not supported by nodeflow's upscale nodes; use 'disabled'", "crop")
         return None
-    nf = b.add("", "sd.resize_image", {"images": image["image"], "width": width, "height": height})
-    return [{"image": link(nf, "resized")}]
+    if (width == 0) != (height == 0):
+        b.error("unsupported_comfy_value", "a width or height of 0 (keep the aspect ratio) is not supported; give both sides",
+                "width" if width == 0 else "height")
+        return None
+    role, target = ("latents", "sd.latent_upscale") if latent else ("image", "sd.image_upscale")
+    if role not in found:
+        b.error("unsupported_comfy_value", _why_not(found, "samples", node.class_type), "samples")
+        return None
+    nf = b.add("", target, {role: found[role], "mode": method, "scale_by": 1.0, "width": width, "height": height},
+               wired={"mode": "upscale_method", "width": "width", "height": "height"})
+    return [{role: link(nf, "upscaled")}]
+
+
+def _encode_for_inpaint(b: Builder, node: CNode) -> list[Any] | None:
+    pixels, vae, mask = (b.bundle(node, n) for n in ("pixels", "vae", "mask"))
+    grow = b.value(node, "grow_mask_by")
+    if not _usable(pixels, vae, mask) or grow is None:
+        return None
+    unet = vae.get("unet") or _any_unet(b)
+    if unet is None:
+        b.error("unsupported_comfy_value", "nodeflow needs a checkpoint's UNet to tell an inpainting model from an ordinary one;"
+                                           " the workflow loads none", "vae")
+        return None
+    nf = b.add("", "sd.vae_encode_inpaint", {"unet": unet, "vae": vae["vae"], "image": pixels["image"], "mask": mask["mask"],
+                                              "seed": 0, "binarize": True, "grow": grow, "mode": "argmax"},
+               wired={"grow": "grow_mask_by"})
+    return [{"latents": link(nf, "latents")}]
+
+
+def _any_unet(b: Builder) -> Any:
+    """The UNet of the first checkpoint loaded in the workflow (a VAELoader's VAE has none of its own)."""
+    for _, bundle in sorted(b.sockets.items(), key=lambda item: (_id_key(item[0][0]), item[0][1])):
+        if isinstance(bundle, dict) and "unet" in bundle:
+            return bundle["unet"]
+    return None
 
 
 def _primitive(b: Builder, node: CNode) -> list[Any] | None:
@@ -400,6 +484,8 @@ def _usable(*bundles: Any) -> bool:
     return all(isinstance(found, dict) for found in bundles)
 
 
+_SAMPLING = ("sd.scheduler", "sd.noise_latents", "sd.add_noise", "sd.empty_latents", "sd.denoise")
+
 MAPPERS: dict[str, Mapper] = {
     "CheckpointLoaderSimple": _checkpoint,
     "CheckpointLoader": _checkpoint,
@@ -410,18 +496,39 @@ MAPPERS: dict[str, Mapper] = {
     "EmptyLatentImage": _empty_latent,
     "KSampler": _ksampler,
     "KSamplerAdvanced": _ksampler,
+    "VAELoader": _vae_loader,
+    "VAEEncodeForInpaint": _encode_for_inpaint,
     "LoadImage": _load_image,
-    "ImageScale": _image_scale,
+    "LoadImageMask": _load_image_mask,
+    "ImageScale": _to_size,
+    "LatentUpscale": _to_size,
+    "ConditioningSetMask": _set_mask,
+    "ControlNetLoader": _controlnet_loader,
+    "ControlNetApply": _apply_controlnet,
+    "ControlNetApplyAdvanced": _apply_controlnet_advanced,
     **{name: _primitive for name in PRIMITIVES},
-    **{name: _direct(spec) for name, spec in {**DIRECT, **PENDING}.items()},
+    **{name: _direct(spec) for name, spec in DIRECT.items()},
 }
-"""Every class the importer can translate (pending ones only once their node is installed)."""
+"""Every class the importer can translate."""
+
+
+NEEDS: dict[str, tuple[str, ...]] = {
+    "CheckpointLoaderSimple": ("sd.load_model",), "CheckpointLoader": ("sd.load_model",), "VAELoader": ("sd.load_vae",),
+    "LoraLoader": ("sd.lora",), "LoraLoaderModelOnly": ("sd.lora",), "CLIPTextEncode": ("sd.tokenize", "sd.text_encode"),
+    "KSampler": _SAMPLING, "KSamplerAdvanced": _SAMPLING, "VAEEncodeForInpaint": ("sd.vae_encode_inpaint",),
+    "LoadImage": ("sd.load_image",), "LoadImageMask": ("sd.load_mask",), "ImageScale": ("sd.image_upscale",),
+    "LatentUpscale": ("sd.latent_upscale",), "ConditioningSetMask": ("sd.conditioning_set_mask",),
+    "ControlNetLoader": ("sd.load_controlnet",), "ControlNetApply": ("sd.apply_controlnet",),
+    "ControlNetApplyAdvanced": ("sd.apply_controlnet",),
+}
+"""The nodeflow node types each non-direct mapper makes (a class is offered only where they are installed)."""
 
 
 def available(registry: Any) -> list[str]:
-    """The ComfyUI classes that translate with the nodes ``registry`` has (pending ones once installed)."""
-    pending = {name for name, spec in {**DIRECT, **PENDING}.items() if _not_installed(registry, spec)}
-    return sorted(name for name in MAPPERS if name not in pending and name in CLASSES)
+    """The ComfyUI classes that translate with the nodes ``registry`` has (each needs its nodeflow nodes installed)."""
+    missing = {name for name, types in NEEDS.items() if any(registry.schema(t) is None for t in types)}
+    missing |= {name for name, spec in DIRECT.items() if _not_installed(registry, spec)}
+    return sorted(name for name in MAPPERS if name not in missing and name in CLASSES)
 
 
 # -- the whole graph -------------------------------------------------------------------------------------
@@ -441,6 +548,10 @@ def _translate_one(b: Builder, node: CNode) -> list[Any] | None:
     mapper = MAPPERS.get(node.class_type) if node.subgraph is None else None
     if mapper is None:
         return _unsupported(b, node)
+    missing = [t for t in NEEDS.get(node.class_type, ()) if b.registry.schema(t) is None]
+    if missing:
+        b.error("unsupported_comfy_node", f"{node.class_type} needs nodeflow node(s) {', '.join(missing)}, which are not installed")
+        return None
     inputs = [b.sockets.get((v.node, v.slot), FAILED) for v in node.inputs.values() if isinstance(v, Ref)]
     if any(isinstance(found, Missing) and found.muted for found in inputs):
         b.muted.append(node.id)  # needs a muted node that left nothing behind: ComfyUI skips it too
@@ -511,4 +622,4 @@ def _id_key(cid: str) -> tuple[int, str]:
     return (int(cid), "") if cid.isdigit() else (1 << 62, cid)
 
 
-__all__ = ["BYPASS_AROUND", "DIRECT", "FOLDED", "available", "EMBEDDING_SUFFIXES", "MAPPERS", "PENDING", "Direct", "translate_nodes"]
+__all__ = ["BYPASS_AROUND", "DIRECT", "FOLDED", "MAPPERS", "NEEDS", "Direct", "available", "translate_nodes"]

@@ -331,9 +331,11 @@ class ComfyApi:
             "image": sorted(u.name for u in self.server.uploads.list()),
             "sampler": [s for s in samplers if s in FRIENDLY and not scheduler_name_problem(s)],
             "scheduler": [s for s in SCHEDULES if s != "default"],
-            "upscale_latent": ["nearest-exact", "bilinear", "area", "bicubic", "bislerp"],
-            "upscale_image": ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"], "crop": ["disabled", "center"],
+            # ComfyUI's lists, less what nodeflow refuses (bislerp, center crop)
+            "upscale_latent": ["nearest-exact", "bilinear", "area", "bicubic"],
+            "upscale_image": ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"], "crop": ["disabled"],
             "channel": ["alpha", "red", "green", "blue"], "noise_switch": ["enable", "disable"], "control": sorted(CONTROL_VALUES),
+            "cond_area": ["default", "mask bounds"],
         }
 
     async def system_stats(self, request: web.Request) -> web.Response:

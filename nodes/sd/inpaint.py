@@ -20,6 +20,7 @@ stream), but not attached. Masks are binarized at 0.5 by default, as the pipelin
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import torch
@@ -52,14 +53,34 @@ def takes_extra_channels(unet: Any, vae: Any) -> bool:
     return int(unet.config.in_channels) > int(vae.config.latent_channels)
 
 
-def encode_masked(vae: Any, image: Image, full: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """The masked image's latents: pixels where ``full >= 0.5`` set to 0 (mid gray) in [-1, 1], sampled with ``generator``."""
+def encode_masked(vae: Any, image: Image, full: torch.Tensor, generator: torch.Generator, mode: str = "sample") -> torch.Tensor:
+    """The masked image's latents: pixels where ``full >= 0.5`` set to 0 (mid gray) in [-1, 1], sampled with ``generator``.
+
+    ``mode`` ``argmax`` takes the posterior's mean instead (the generator is not drawn from).
+    """
     pixels = _fit(image.pixels, _common.vae_scale_factor(vae))
     device, dtype = _common.placement(vae)
     masked = (2.0 * pixels - 1.0) * (full < 0.5)  # the pipeline's init_image * (mask_condition < 0.5)
     with torch.no_grad():
-        sample = vae.encode(masked.to(device=device, dtype=dtype)).latent_dist.sample(generator)
+        posterior = vae.encode(masked.to(device=device, dtype=dtype)).latent_dist
+        sample = posterior.sample(generator) if mode == "sample" else posterior.mode()
     return float(vae.config.scaling_factor) * sample  # type: ignore[no-any-return]
+
+
+def grown_mask(full: torch.Tensor, grow: int) -> torch.Tensor:
+    """``full`` [B, 1, H, W] grown by a ``grow`` x ``grow`` square, as ComfyUI's VAEEncodeForInpaint grows its noise mask.
+
+    ComfyUI's arithmetic: a convolution with a ones kernel, padding ``ceil((grow - 1) / 2)``
+    (so an even size reaches one pixel further down and right), clamped to [0, 1], cut to
+    the image and rounded.
+    """
+    if grow <= 0:
+        return full
+    kernel = torch.ones((1, 1, grow, grow), dtype=full.dtype)
+    padding = math.ceil((grow - 1) / 2)
+    height, width = full.shape[-2:]
+    spread = torch.nn.functional.conv2d(full.round(), kernel, padding=padding).clamp(0.0, 1.0)
+    return spread[..., :height, :width].round()
 
 
 def _sizes_agree(check: ValidationContext, first: str, second: str) -> str | None:
@@ -137,18 +158,22 @@ class VAEEncodeForInpaint:
     mask = Input("MASK", description="1 = repaint; the image's size")
     seed = Input("INT", default=0, min=0, max=_common.MAX_SEED, widget="seed")
     binarize = _BINARIZE
+    grow = Input("INT", default=0, min=0, max=64,
+                 description="pixels the noise mask reaches past the blanked area (ComfyUI's grow_mask_by, a square kernel)")
+    mode = Input("STRING", default="sample", choices=["sample", "argmax"], description="as VAE Encode's: argmax takes the mean")
     latents = Output("LATENTS")
 
     def validate_inputs(self, check: ValidationContext, **literals: Any) -> str | None:
         return _sizes_agree(check, "image", "mask")
 
-    def run(self, ctx: Context, unet: Any, vae: Any, image: Image, mask: Mask, seed: int, binarize: bool) -> Latents:
+    def run(self, ctx: Context, unet: Any, vae: Any, image: Image, mask: Mask, seed: int, binarize: bool, grow: int = 0,
+            mode: str = "sample") -> Latents:
         factor = _common.vae_scale_factor(vae)
         height, width = _fit(image.pixels, factor).shape[-2:]
         full = pixel_mask(mask, height, width, binarize, "VAE Encode for Inpaint")
         generator = _common.stream(seed=seed)
-        masked = encode_masked(vae, image, full, generator)
-        small = latent_mask(full, masked)
+        masked = encode_masked(vae, image, full, generator, mode)
+        small = latent_mask(grown_mask(full, grow), masked)
         concat = torch.cat([small, masked], dim=1) if takes_extra_channels(unet, vae) else None
         return Latents(masked, float(vae.config.scaling_factor), generator.get_state(), vae_factor=factor,
                        noise_mask=NoiseMask(small, masked), concat=concat)

@@ -1,4 +1,4 @@
-"""Load a Stable Diffusion model through the model store (``sd.load_model``).
+"""Load a Stable Diffusion model (``sd.load_model``) or a stand-alone VAE (``sd.load_vae``) through the model store.
 
 The store loads each model once per process (a diffusers folder, a single-file
 ``.safetensors`` checkpoint, or the embedded ``"default"`` model) and shares it across
@@ -73,4 +73,37 @@ class LoadModel:
         }
 
 
-NODES = [LoadModel]
+@node("sd.load_vae", display_name="Load VAE", category="sd/loaders", version="1.0.0", pure=False)
+class LoadVAE:
+    """Load a VAE on its own (a diffusers folder or a single .safetensors file), to use instead of the model's.
+
+    Single files in the original layout (ComfyUI's and A1111's ``models/vae`` files,
+    e.g. ``vae-ft-mse-840000-ema-pruned.safetensors``) and in diffusers' layout load
+    offline; the store keeps one copy per file, precision and device.
+    """
+
+    path = Input("STRING", widget="model", file="vae",
+                 description="a diffusers VAE folder or a .safetensors file, by path or by name in the vae folders")
+    scaling_factor = Input("FLOAT", default=0.0, min=0.0, max=10.0, step=0.00001,
+                           description="the latents' scale; 0: the folder's config, or 0.18215 (SD 1.x/2.x) for a single file")
+    dtype = Input("STRING", default="auto", choices=["auto", "fp32", "fp16", "bf16"], description="auto: as Load Model's auto")
+    device = Input("STRING", default="auto", choices=["auto", "cpu", "cuda"], description="auto: CUDA when present, else CPU")
+    vae = Output("VAE")
+
+    def fingerprint(self, ctx: Context, dtype: str | None = None, device: str | None = None, **other: Any) -> str:
+        # The file's stamp joins the key through file=; "auto" must key on what it resolves to.
+        where = ctx.models.resolve_device(None if device in (None, "auto") else device)
+        return f"{ctx.models.default_dtype(where) if dtype in (None, 'auto') else dtype}:{where}"
+
+    def run(self, ctx: Context, path: str, scaling_factor: float, dtype: str, device: str) -> Any:
+        from nodeflow.models.store import DTYPES
+        from nodeflow.models.vae import load_vae
+
+        where = ctx.models.resolve_device(None if device == "auto" else device)
+        precision = ctx.models.default_dtype(where) if dtype == "auto" else dtype
+        real = ctx.paths.resolve(path, "vae")
+        return ctx.models.derived(("vae", stamp_text(real), precision, where, float(scaling_factor)),
+                                  lambda: load_vae(real, DTYPES[precision], where, ctx.models.allow_pickle, scaling_factor))
+
+
+NODES = [LoadModel, LoadVAE]

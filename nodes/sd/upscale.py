@@ -1,4 +1,4 @@
-"""Upscaling, for hires fix: latents (nearest, bilinear, bicubic) and images (Lanczos, bicubic).
+"""Upscaling, for hires fix: latents (nearest, bilinear, bicubic, area) and images (Lanczos, bicubic, ...).
 
 Hires fix is txt2img at a small size, an upscale, then img2img on the result
 (``workflows/hires_fix.json``). **Hires Upscale** is that middle stage with a choice of
@@ -22,8 +22,10 @@ from . import _common
 from .images import image_to_uint8, pil_to_image
 from .vae import decode, encode
 
-LATENT_MODES = ["nearest", "bilinear", "bicubic"]
-IMAGE_MODES = ["lanczos", "bicubic"]
+LATENT_MODES = ["nearest", "nearest-exact", "bilinear", "bicubic", "area"]
+#: lanczos and bicubic resize 8-bit pixels with PIL (as a saved PNG would be); the others interpolate the float pixels with torch.
+IMAGE_MODES = ["lanczos", "bicubic", "nearest-exact", "bilinear", "area"]
+_TORCH_IMAGE_MODES = frozenset({"nearest-exact", "bilinear", "area"})
 
 
 def target_size(height: int, width: int, scale_by: float, new_width: int, new_height: int, multiple: int = 1) -> tuple[int, int]:
@@ -36,14 +38,22 @@ def target_size(height: int, width: int, scale_by: float, new_width: int, new_he
 def upscale_latents(latents: Latents, mode: str, height: int, width: int) -> Latents:
     """``latents`` interpolated to ``height`` x ``width`` cells; a noise mask or extra channels no longer fit and are dropped."""
     samples = latents.samples
-    kwargs: dict[str, Any] = {} if mode == "nearest" else {"align_corners": False}
-    resized = torch.nn.functional.interpolate(samples, size=(height, width), mode=mode, **kwargs)
+    resized = _interpolate(samples, mode, height, width)
     return dataclasses.replace(latents, samples=resized, noise_mask=None, concat=None)
 
 
+def _interpolate(samples: torch.Tensor, mode: str, height: int, width: int) -> torch.Tensor:
+    """torch's interpolation (``align_corners=False`` where it applies, as ComfyUI's ``common_upscale`` calls it)."""
+    kwargs: dict[str, Any] = {"align_corners": False} if mode in ("bilinear", "bicubic") else {}
+    return torch.nn.functional.interpolate(samples, size=(height, width), mode=mode, **kwargs)
+
+
 def upscale_image(image: Image, mode: str, width: int, height: int) -> Image:
-    """Images resized with PIL (Lanczos or bicubic) on 8-bit pixels."""
+    """Images resized with PIL (Lanczos or bicubic) on 8-bit pixels, or with torch (:data:`IMAGE_MODES`) on the floats."""
     from PIL import Image as PILImage
+
+    if mode in _TORCH_IMAGE_MODES:
+        return Image(_interpolate(image.pixels.float(), mode, height, width).clamp(0.0, 1.0))
 
     resample = PILImage.Resampling.LANCZOS if mode == "lanczos" else PILImage.Resampling.BICUBIC
     frames = [pil_to_image(PILImage.fromarray(p).resize((width, height), resample=resample)).pixels for p in image_to_uint8(image)]
@@ -83,7 +93,7 @@ class LatentUpscale:
 
 @node("sd.image_upscale", display_name="Upscale Image", category="sd/image")
 class ImageUpscale:
-    """Resize images by a factor or to a size: Lanczos or bicubic, on 8-bit pixels."""
+    """Resize images by a factor or to a size: Lanczos or bicubic on 8-bit pixels, or torch interpolation on the floats."""
 
     image = Input("IMAGE")
     mode = Input("STRING", default="lanczos", choices=IMAGE_MODES)
