@@ -32,6 +32,7 @@ from .errors import Cancelled, ErrorInfo, GraphInvalid, NodeflowError
 from .events import Event, EventType, NodeStatus, RunStatus
 from .files import PathResolver
 from .graph import GraphDoc, apply_inputs, parse_graph
+from .interrupt import cancel_scope
 from .plan import Plan, make_plan
 from .registry import Registry
 from .types import convert
@@ -274,7 +275,8 @@ class Executor:
         run.emit(Event(EventType.NODE_STARTED, node_id, {"type": report.type}))
         report.status = NodeStatus.RUNNING
         t0 = time.perf_counter()
-        raw = cls().run(ctx, **kwargs)
+        with cancel_scope(ctx.check_cancelled if run.cancel is not None else None):  # reaches inside model calls
+            raw = cls().run(ctx, **kwargs)
         report.seconds = time.perf_counter() - t0
         for name, tensor, version in versions:
             if tensor._version != version:
