@@ -32,8 +32,8 @@ def kept_sides(check: BudgetCheck, source: str, width: Any, height: Any) -> Pixe
     incoming = check.pixels(source)
     w = width if isinstance(width, int) and width > 0 else incoming.width if incoming else None
     h = height if isinstance(height, int) and height > 0 else incoming.height if incoming else None
-    if w is None or h is None:
-        return None
+    if w is None or h is None or (incoming is not None and (w, h) == (incoming.width, incoming.height)):
+        return None  # unknown, or unchanged: the size stays the one its maker made
     return Pixels(w, h, incoming.batch if incoming else 1, ("width", "height"))
 
 
