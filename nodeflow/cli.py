@@ -75,6 +75,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _add_serve(sub: Any) -> None:
+    """The ``serve`` command's flags."""
+    serve = sub.add_parser("serve", help="start the editor and API server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8188)
+    serve.add_argument("--token", default=os.environ.get("NODEFLOW_TOKEN"))
+    serve.add_argument("--data-dir", default=str(Path.home() / ".nodeflow"))
+    serve.add_argument("--backend", default="local", choices=["local", "ray"])
+    serve.add_argument("--address", help="Ray cluster address (with --backend ray)")
+    add_worker_options(serve, "runs at once")
+    serve.add_argument("--allow-read", action="append", default=[], metavar="DIR",
+                       help="a folder whose files graphs may name, besides the uploads (repeatable); nothing else is readable")
+    serve.add_argument("--max-graph-nodes", type=int, default=10_000, help="most nodes in one graph (default 10000)")
+    serve.add_argument("--max-json-bytes", type=int, default=2 << 20, help="largest JSON body (default 2 MiB)")
+    add_budget_options(serve, DEFAULT_MAX_PIXELS)
+    add_model_options(serve)
+    add_model_folders(serve)
+    add_common(serve)
+    serve.set_defaults(func=cmd_serve)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nodeflow", description="Stable Diffusion as a graph of typed nodes.")
     sub = parser.add_subparsers(dest="command")
@@ -105,23 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     add_common(nodes)
     nodes.set_defaults(func=cmd_nodes)
 
-    serve = sub.add_parser("serve", help="start the editor and API server")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8188)
-    serve.add_argument("--token", default=os.environ.get("NODEFLOW_TOKEN"))
-    serve.add_argument("--data-dir", default=str(Path.home() / ".nodeflow"))
-    serve.add_argument("--backend", default="local", choices=["local", "ray"])
-    serve.add_argument("--address", help="Ray cluster address (with --backend ray)")
-    add_worker_options(serve, "runs at once")
-    serve.add_argument("--allow-read", action="append", default=[], metavar="DIR",
-                       help="a folder whose files graphs may name, besides the uploads (repeatable); nothing else is readable")
-    serve.add_argument("--max-graph-nodes", type=int, default=10_000, help="most nodes in one graph (default 10000)")
-    serve.add_argument("--max-json-bytes", type=int, default=2 << 20, help="largest JSON body (default 2 MiB)")
-    add_budget_options(serve, DEFAULT_MAX_PIXELS)
-    add_model_options(serve)
-    add_model_folders(serve)
-    add_common(serve)
-    serve.set_defaults(func=cmd_serve)
+    _add_serve(sub)
 
     comfy = sub.add_parser("import-comfy", help="translate a ComfyUI workflow, prompt or PNG into a nodeflow graph",
                            description="Translate a ComfyUI UI workflow, API prompt or PNG into a nodeflow graph document.")
