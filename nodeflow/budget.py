@@ -148,7 +148,7 @@ def over_budget(size: Pixels, budget: Budget, facts: ModelFacts | None) -> str |
     """Why ``size`` is over ``budget`` (a sentence), or ``None`` when it fits."""
     fields = " or ".join(f"'{f}'" for f in size.fields) or "the size"
     if budget.max_pixels is not None and size.total > budget.max_pixels:
-        return (f"{size.describe()} is over this server's budget of {budget.max_pixels:,} pixels x batch per node"
+        return (f"{size.describe()} is over the budget of {budget.max_pixels:,} pixels x batch per node"
                 f" (max_pixels); lower {fields}")
     if budget.max_memory is not None and facts is not None:
         peak = estimate_peak_bytes(facts, size, budget.auto_dtype)
