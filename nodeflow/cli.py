@@ -26,13 +26,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from . import threads  # noqa: E402
+from .budget import DEFAULT_MAX_PIXELS  # noqa: E402
 from .cliutil import (  # noqa: E402
+    add_budget_options,
     add_common,
     add_model_folders,
     add_model_options,
     add_sets,
     add_worker_options,
     apply_threads,
+    budget_of,
     graph_paths,
     load_registry,
     model_folders,
@@ -72,6 +75,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def _add_serve(sub: Any) -> None:
+    """The ``serve`` command's flags."""
+    serve = sub.add_parser("serve", help="start the editor and API server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8188)
+    serve.add_argument("--token", default=os.environ.get("NODEFLOW_TOKEN"))
+    serve.add_argument("--data-dir", default=str(Path.home() / ".nodeflow"))
+    serve.add_argument("--backend", default="local", choices=["local", "ray"])
+    serve.add_argument("--address", help="Ray cluster address (with --backend ray)")
+    add_worker_options(serve, "runs at once")
+    serve.add_argument("--allow-read", action="append", default=[], metavar="DIR",
+                       help="a folder whose files graphs may name, besides the uploads (repeatable); nothing else is readable")
+    serve.add_argument("--max-graph-nodes", type=int, default=10_000, help="most nodes in one graph (default 10000)")
+    serve.add_argument("--max-json-bytes", type=int, default=2 << 20, help="largest JSON body (default 2 MiB)")
+    add_budget_options(serve, DEFAULT_MAX_PIXELS)
+    add_model_options(serve)
+    add_model_folders(serve)
+    add_common(serve)
+    serve.set_defaults(func=cmd_serve)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nodeflow", description="Stable Diffusion as a graph of typed nodes.")
     sub = parser.add_subparsers(dest="command")
@@ -83,6 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cache-dir", help="disk cache folder, reused by later processes")
     run.add_argument("--cache-budget-mb", type=int, help="in-memory cache budget (default: a quarter of free RAM)")
     run.add_argument("--json", action="store_true", help="print one JSON report on stdout")
+    add_budget_options(run, None)
     add_model_options(run)
     add_model_folders(run)
     add_common(run)
@@ -101,22 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     add_common(nodes)
     nodes.set_defaults(func=cmd_nodes)
 
-    serve = sub.add_parser("serve", help="start the editor and API server")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8188)
-    serve.add_argument("--token", default=os.environ.get("NODEFLOW_TOKEN"))
-    serve.add_argument("--data-dir", default=str(Path.home() / ".nodeflow"))
-    serve.add_argument("--backend", default="local", choices=["local", "ray"])
-    serve.add_argument("--address", help="Ray cluster address (with --backend ray)")
-    add_worker_options(serve, "runs at once")
-    serve.add_argument("--allow-read", action="append", default=[], metavar="DIR",
-                       help="a folder whose files graphs may name, besides the uploads (repeatable); nothing else is readable")
-    serve.add_argument("--max-graph-nodes", type=int, default=10_000, help="most nodes in one graph (default 10000)")
-    serve.add_argument("--max-json-bytes", type=int, default=2 << 20, help="largest JSON body (default 2 MiB)")
-    add_model_options(serve)
-    add_model_folders(serve)
-    add_common(serve)
-    serve.set_defaults(func=cmd_serve)
+    _add_serve(sub)
 
     comfy = sub.add_parser("import-comfy", help="translate a ComfyUI workflow, prompt or PNG into a nodeflow graph",
                            description="Translate a ComfyUI UI workflow, API prompt or PNG into a nodeflow graph document.")
@@ -138,6 +148,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """``nodeflow run``: validate, run with progress bars, write outputs, report."""
+    from .budget import Budget
     from .cache import Cache
     from .executor import Executor
     from .progress import ProgressPrinter
@@ -151,7 +162,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     graph, comfy_meta = read_graph(path, registry, paths)  # nodeflow parse errors become a failed run report
     budget = args.cache_budget_mb * (1 << 20) if args.cache_budget_mb else None
     cache_dir = Path(args.cache_dir).expanduser() if args.cache_dir else None
-    executor = Executor(registry, Cache(budget, cache_dir), models, paths)
+    max_pixels, max_memory = budget_of(args)
+    limits = None
+    if max_pixels or max_memory:
+        limits = Budget(max_pixels, max_memory, models.default_dtype() if models is not None else "fp32")
+    executor = Executor(registry, Cache(budget, cache_dir), models, paths, limits)
     with ProgressPrinter(enabled=sys.stderr.isatty()) as progress:
         result = executor.run(graph, inputs=values, output_dir=args.out, on_event=progress)
     if comfy_meta is not None:
@@ -268,7 +283,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                    backend=args.backend, address=args.address, models=models, threads=args.threads,
                    workers=args.workers, gpus_per_worker=args.gpus_per_worker,
                    allow_read=[Path(d) for d in args.allow_read], max_graph_nodes=args.max_graph_nodes,
-                   max_json_bytes=args.max_json_bytes, model_kinds=kinds)
+                   max_json_bytes=args.max_json_bytes, model_kinds=kinds, max_pixels=budget_of(args)[0],
+                   max_memory=budget_of(args)[1])
     except ServerConfigError as exc:
         raise UsageError(str(exc)) from None
     return 0

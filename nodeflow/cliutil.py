@@ -67,6 +67,34 @@ def model_folders(args: argparse.Namespace) -> dict[str, tuple[Path, ...]]:
     return kind_folders(dirs, extra)
 
 
+def add_budget_options(p: argparse.ArgumentParser, default_pixels: int | None) -> None:
+    """``--max-pixels`` and ``--max-memory`` (run, serve): the run budget (:mod:`nodeflow.budget`)."""
+    shown = f"{default_pixels:,}" if default_pixels else "no limit"
+    p.add_argument("--max-pixels", type=int, default=default_pixels, metavar="N",
+                   help=f"refuse a graph where a node makes more than N pixels x batch (default: {shown}; 0: no limit)")
+    p.add_argument("--max-memory", type=parse_bytes, metavar="SIZE",
+                   help="refuse a graph whose estimated peak memory (model known) is over SIZE, e.g. 24G (default: not checked)")
+
+
+def parse_bytes(text: str) -> int:
+    """``"24G"``, ``"512M"``, ``"1000000"`` -> bytes (K, M, G, T are powers of 1024)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    text = text.strip().upper().removesuffix("B").removesuffix("I")
+    scale = units.get(text[-1:], 1)
+    try:
+        value = float(text[:-1] if text[-1:] in units else text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size such as 24G or 512M") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("a size must be positive")
+    return int(value * scale)
+
+
+def budget_of(args: argparse.Namespace) -> tuple[int | None, int | None]:
+    """``(max_pixels, max_memory)`` from the flags; 0 pixels means no limit."""
+    return (args.max_pixels or None), args.max_memory
+
+
 def add_worker_options(p: argparse.ArgumentParser, what: str) -> None:
     """``--workers`` and ``--gpus-per-worker`` (serve, sweep): how many jobs run at once, and where."""
     p.add_argument("--workers", type=int, help=f"{what}: local threads sharing the cores (default 1), or Ray worker"

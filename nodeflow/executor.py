@@ -4,12 +4,13 @@ The executor is an object composed from a registry, a cache, a model store and a
 resolver; the CLI, the server and the backends each build one and call
 :meth:`Executor.run`. A run:
 
-1. **prepares**: applies graph inputs, validates (all errors at once; nothing runs if
-   any) and plans (targets, order, signature keys; see :mod:`nodeflow.plan`);
+1. **prepares**: applies graph inputs, validates (all errors at once, the
+   :class:`~nodeflow.budget.Budget` included; nothing runs if any) and plans (targets, order, signature keys; see :mod:`nodeflow.plan`);
 2. **starts** a :class:`RunState`: walking the plan backwards, a node whose key is
    cached supplies its value and its ancestors are not needed for it;
 3. **loops** over the plan: a node is served from what the state holds, or executed
-   (events, cancellation between nodes, the in-place mutation guard), then completed:
+   (events, cancellation between nodes and, through :mod:`nodeflow.interrupt`, between the
+   blocks of a model call; the in-place mutation guard), then completed:
    its result is cached and :meth:`RunState.finish_task` releases the intermediates
    nobody still needs.
 
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .budget import Budget
 from .cache import Cache, CacheEntry
 from .codec import tensors_in
 from .context import CancelToken, Context, ModelStoreAPI
@@ -32,6 +34,7 @@ from .errors import Cancelled, ErrorInfo, GraphInvalid, NodeflowError
 from .events import Event, EventType, NodeStatus, RunStatus
 from .files import PathResolver
 from .graph import GraphDoc, apply_inputs, parse_graph
+from .interrupt import cancel_scope
 from .plan import Plan, make_plan
 from .registry import Registry
 from .types import convert
@@ -170,8 +173,10 @@ class Executor:
     """Validates, plans and runs graphs against one registry, cache, model store and path resolver."""
 
     def __init__(self, registry: Registry, cache: Cache | None = None, models: ModelStoreAPI | None = None,
-                 paths: PathResolver | None = None):
+                 paths: PathResolver | None = None, budget: Budget | None = None):
         self.registry = registry
+        #: limits checked with validation, before anything runs (``None``: none; see :mod:`nodeflow.budget`)
+        self.budget = budget
         self.cache = cache if cache is not None else Cache()
         self.models = models
         self.paths = paths if paths is not None else PathResolver()
@@ -221,7 +226,7 @@ class Executor:
                 paths: PathResolver) -> tuple[Checked, Plan]:
         """Parse, apply inputs, validate and plan; raises :class:`~nodeflow.errors.GraphInvalid` with every problem."""
         doc = graph if isinstance(graph, GraphDoc) else parse_graph(graph)
-        checked = check(apply_inputs(doc, inputs), self.registry, paths)
+        checked = check(apply_inputs(doc, inputs), self.registry, paths, self.budget)
         if checked.errors:
             raise GraphInvalid(checked.errors)
         return checked, make_plan(checked, self.registry, targets=targets, output_dir=output_dir, models=self.models, paths=paths)
@@ -274,7 +279,8 @@ class Executor:
         run.emit(Event(EventType.NODE_STARTED, node_id, {"type": report.type}))
         report.status = NodeStatus.RUNNING
         t0 = time.perf_counter()
-        raw = cls().run(ctx, **kwargs)
+        with cancel_scope(ctx.check_cancelled if run.cancel is not None else None):  # reaches inside model calls
+            raw = cls().run(ctx, **kwargs)
         report.seconds = time.perf_counter() - t0
         for name, tensor, version in versions:
             if tensor._version != version:

@@ -14,7 +14,9 @@ of problem at a time:
 * files named by ``file=`` inputs, when a :class:`~nodeflow.files.PathResolver` is
   given: ``missing_file``;
 * the node's own ``validate_inputs`` hook: ``invalid_value`` (or the hook's own codes);
-* graph inputs: ``unknown_graph_input``; the dependency graph: ``cycle``.
+* graph inputs: ``unknown_graph_input``; the dependency graph: ``cycle``;
+* with a :class:`~nodeflow.budget.Budget`, once everything else is valid: ``over_budget``
+  (pixels x batch, estimated peak memory; see :mod:`nodeflow.budget`).
 
 (``invalid_json`` and ``unsupported_version`` come from :mod:`nodeflow.graph`.)
 
@@ -31,6 +33,7 @@ from typing import Any
 
 import networkx as nx
 
+from .budget import Budget, budget_errors
 from .errors import ErrorInfo, GraphInvalid
 from .events import NodeStatus
 from .expand import prepare
@@ -69,17 +72,18 @@ class Checked:
         return not self.errors
 
 
-def validate(data: GraphDoc | dict[str, Any] | str | bytes, registry: Registry, paths: PathResolver | None = None) -> list[ErrorInfo]:
+def validate(data: GraphDoc | dict[str, Any] | str | bytes, registry: Registry, paths: PathResolver | None = None,
+             budget: Budget | None = None) -> list[ErrorInfo]:
     """Every problem in a graph (document object, decoded JSON or JSON text); ``[]`` when valid."""
     try:
         doc = data if isinstance(data, GraphDoc) else parse_graph(data)
     except GraphInvalid as exc:
         return exc.errors
-    return check(doc, registry, paths).errors
+    return check(doc, registry, paths, budget).errors
 
 
-def check(doc: GraphDoc, registry: Registry, paths: PathResolver | None = None) -> Checked:
-    """Validate ``doc`` against ``registry`` (and its files against ``paths``); see :class:`Checked`."""
+def check(doc: GraphDoc, registry: Registry, paths: PathResolver | None = None, budget: Budget | None = None) -> Checked:
+    """Validate ``doc`` against ``registry`` (its files against ``paths``, its size against ``budget``); see :class:`Checked`."""
     prepared = prepare(doc, registry)
     out = Checked(source=doc, doc=prepared.doc, errors=list(prepared.errors), removed=prepared.removed, types=prepared.types)
     if not doc.nodes:
@@ -103,6 +107,9 @@ def check(doc: GraphDoc, registry: Registry, paths: PathResolver | None = None) 
         out.errors.extend(_hook_errors(node_id, schema, registry, out, paths))
     out.errors.extend(_graph_input_errors(doc, registry))
     out.errors.extend(_cycle_errors(out.deps))
+    if budget is not None and not out.errors:  # sizes flow along links: only a whole, acyclic graph has them
+        classes = {n: registry.get(nd.type) for n, nd in flat.nodes.items()}
+        out.errors.extend(budget_errors(list(nx.topological_sort(out.deps)), classes, out.literals, out.links, budget, paths))
     return out
 
 

@@ -191,12 +191,13 @@ async def test_a_cancel_accepted_with_202_never_ends_in_succeeded(tmp_path):
 
 
 # -- SIGTERM while a node ignores cancellation ---------------------------------------------------
-def _start_server_process(tmp_path: Path, grace: float) -> tuple[subprocess.Popen, str]:
+def _start_server_process(tmp_path: Path, grace: float, prelude: str = "", options: str = "",
+                          builtin: Path | None = None) -> tuple[subprocess.Popen, str]:
     script = (
-        "from nodeflow.server import run_server\n"
+        f"{prelude}from nodeflow.server import run_server\n"
         f"run_server(port=0, data_dir={str(tmp_path / 'data')!r}, plugin_dirs=[{str(PLUGINS)!r}],"
         f" shutdown_grace={grace}, web_dir={str(tmp_path / 'web')!r},"
-        f" builtin_workflows_dir={str(tmp_path / 'builtin')!r})\n"
+        f" builtin_workflows_dir={str(builtin or tmp_path / 'builtin')!r}{options})\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
     lines: queue.Queue[str] = queue.Queue()
@@ -241,3 +242,61 @@ def test_sigterm_exits_after_the_grace_when_a_node_ignores_cancellation_and_requ
     finally:
         store.close()
     assert record is not None and record.status == "queued"
+
+
+# A model store whose UNet makes a step "long" deterministically: the first block signals the
+# test (a file) and returns once the run is cancelled; any block after the cancel would then
+# hold the step for 600 s. Only the block hooks (nodeflow.interrupt) can end the step sooner.
+_SLOW_UNET_STORE = """
+import threading
+from pathlib import Path
+from nodeflow import interrupt
+from nodeflow.models import ModelStore
+
+class SlowUNetStore(ModelStore):
+    def load_sd(self, *args, **kwargs):
+        parts = super().load_sd(*args, **kwargs)
+        if not getattr(parts.unet, "_slow", False):
+            parts.unet._slow = True
+            never = threading.Event()
+
+            def hold(module, inputs, output):
+                inside = Path(INSIDE)
+                if not inside.exists():
+                    inside.touch()
+                    while not interrupt.cancel_requested() and not never.wait(0.01):
+                        pass
+                elif interrupt.cancel_requested():
+                    never.wait(600)
+
+            for block in (*parts.unet.down_blocks, parts.unet.mid_block, *parts.unet.up_blocks):
+                block.register_forward_hook(hold)
+        return parts
+"""
+
+
+def test_sigterm_during_a_long_unet_step_stops_between_blocks_well_within_the_grace(tmp_path, tiny_sd_dir):
+    inside = tmp_path / "inside-the-unet"
+    workflows = Path(__file__).resolve().parent.parent / "workflows"
+    prelude = f"INSIDE = {str(inside)!r}\n{_SLOW_UNET_STORE}\n"
+    options = f", models=SlowUNetStore(device='cpu'), allow_read=[{str(tiny_sd_dir)!r}]"
+    proc, url = _start_server_process(tmp_path, grace=600, prelude=prelude, options=options, builtin=workflows)
+    try:
+        inputs = {"model": str(tiny_sd_dir), "width": 64, "height": 64, "steps": 3}
+        run_id = _http("POST", f"{url}/api/runs", {"workflow": "txt2img", "inputs": inputs})["id"]
+        deadline = time.monotonic() + 120
+        while not inside.exists():  # the first UNet call is between its first and second block
+            assert proc.poll() is None and time.monotonic() < deadline, "the run never reached the UNet"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)  # without the block hooks the step would hold the server for the 600 s grace
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    store = RunStore(tmp_path / "data" / "nodeflow.sqlite3")
+    try:
+        record = store.get(run_id)
+    finally:
+        store.close()
+    assert record is not None and record.status == "queued"  # back in the queue for the next start

@@ -52,6 +52,8 @@ class Server:
         self.registry = registry if registry is not None else build_registry(config.plugin_dirs)
         self.backend = backend if backend is not None else _backend(config, self.registry)
         self.paths = config.paths()
+        #: what every accepted graph must fit (pixels x batch, estimated memory), checked before it is queued
+        self.budget = config.budget(_auto_dtype(config.models))
         self.model_files = ModelCatalogue(config.model_kinds)
         self.store = RunStore(config.database)
         self.workflows = WorkflowStore(config.workflows_dir, config.builtin_workflows_dir)
@@ -191,6 +193,17 @@ async def start_server(config: ServerConfig, *, registry: Registry | None = None
     await site.start()
     port = runner.addresses[0][1]
     return RunningServer(runner, config.host, port, server)
+
+
+def _auto_dtype(models: Any) -> str:
+    """The precision a model loaded with ``auto`` gets on this server (for the memory estimate)."""
+    if models is not None and hasattr(models, "default_dtype"):
+        return str(models.default_dtype())
+    import torch
+
+    from ..models.store import precision_for
+
+    return precision_for("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def run_server(

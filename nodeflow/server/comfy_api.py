@@ -153,7 +153,7 @@ class ComfyApi:
         if imported.doc is None:
             raise ApiError(400, "invalid_comfy_file", f"the ComfyUI file cannot be imported ({len(imported.errors)} problem(s))",
                            imported.errors)
-        problems = await asyncio.to_thread(validate, imported.doc, server.registry, server.paths)
+        problems = await asyncio.to_thread(validate, imported.doc, server.registry, server.paths, server.budget)
         told = comfy_errors(problems, imported.doc.meta)
         return reply(ComfyImported(graph=imported.doc.model_dump(mode="json"), source=imported.source,
                                    problems=[ErrorModel(**e.to_dict()) for e in told]))
@@ -175,7 +175,7 @@ class ComfyApi:
         if not any(n.type in OUTPUT_TYPES for n in doc.nodes.values()):
             return web.json_response(comfy_rejection([ErrorInfo("prompt_no_outputs", "Prompt has no outputs")], imported.classes,
                                                      "prompt_no_outputs", "Prompt has no outputs"), status=400)
-        problems = comfy_errors(await asyncio.to_thread(validate, doc, server.registry, server.paths), doc.meta)
+        problems = comfy_errors(await asyncio.to_thread(validate, doc, server.registry, server.paths, server.budget), doc.meta)
         if problems:
             return web.json_response(comfy_rejection(problems, imported.classes), status=400)
         client_id = body.get("client_id") if isinstance(body.get("client_id"), str) else None

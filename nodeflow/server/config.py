@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..budget import DEFAULT_MAX_PIXELS, Budget
 from ..files import PathResolver
 from ..net import is_loopback
 from ..resources import web_dir, workflows_dir
@@ -65,6 +66,10 @@ class ServerConfig:
     preview_interval: float = 0.25
     #: How many times a run interrupted by a crash is started again before it is marked failed.
     max_attempts: int = 3
+    #: Most pixels x batch one node may make (``over_budget`` otherwise); ``None``: no limit. See :mod:`nodeflow.budget`.
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    #: Most estimated peak memory (bytes) of a run whose model is known; ``None`` (default): not checked.
+    max_memory: int | None = None
     #: Seconds a graceful stop waits for the running node to notice its cancellation.
     shutdown_grace: float = 10.0
 
@@ -100,6 +105,10 @@ class ServerConfig:
         """The SQLite file holding the queue and the history."""
         return self.data_dir / "nodeflow.sqlite3"
 
+    def budget(self, auto_dtype: str = "fp32") -> Budget:
+        """The run budget every graph this server accepts must fit (checked with validation)."""
+        return Budget(self.max_pixels, self.max_memory, auto_dtype)
+
     def paths(self) -> PathResolver:
         """How graphs run by this server find files: confined to the uploads and the ``allow_read`` folders.
 
@@ -127,5 +136,9 @@ def check_config(config: ServerConfig) -> None:
         raise ServerConfigError(f"--workers must be at least 1, not {config.workers}")
     if config.gpus_per_worker is not None and config.backend != "ray":
         raise ServerConfigError("--gpus-per-worker applies to the Ray backend only (--backend ray)")
+    for name in ("max_pixels", "max_memory"):
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            raise ServerConfigError(f"{name} must be at least 1 (or None for no limit), not {value}")
     if not 0 <= config.port <= 65535:
         raise ServerConfigError(f"port {config.port} is not between 0 and 65535")

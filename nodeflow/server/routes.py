@@ -217,7 +217,7 @@ class Api:
     def _save_workflow(self, name: str, body: Any) -> tuple[WorkflowSaved, bool]:
         doc = parse_graph_within(body, self.config.max_graph_nodes)
         info, created = self.server.workflows.save(name, doc)
-        problems = validate(doc, self.server.registry, self.server.paths)
+        problems = validate(doc, self.server.registry, self.server.paths, self.server.budget)
         return WorkflowSaved(**info.model_dump(), problems=[ErrorModel(**e.to_dict()) for e in problems]), created
 
     async def workflow_delete(self, request: web.Request) -> web.Response:
@@ -251,7 +251,7 @@ class Api:
             doc = apply_inputs(doc, run.inputs)
         except GraphInvalid as exc:
             raise ApiError(400, "invalid_graph", "the graph inputs do not match the graph", exc.errors) from None
-        errors = validate(doc, self.server.registry, self.server.paths)
+        errors = validate(doc, self.server.registry, self.server.paths, self.server.budget)
         if errors:
             raise ApiError(400, "invalid_graph", f"the graph is invalid ({len(errors)} problem(s))", errors)
         name = doc.meta.get("name")

@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 
+from nodeflow.interrupt import watch
 from nodeflow.values import Conditioning, ControlApplication, Latents, match_lengths
 
 from . import _common
@@ -86,6 +87,7 @@ def predict_noise(
     ``scheduler.scale_model_input`` may update the scheduler's step bookkeeping, so
     pass a scheduler this call may change.
     """
+    watch(unet)  # a cancel reaches between the UNet's blocks (nodeflow.interrupt)
     model_input = torch.cat([latents] * 2) if guided else latents
     if hasattr(scheduler, "scale_model_input"):
         model_input = scheduler.scale_model_input(model_input, t)
@@ -289,6 +291,7 @@ def _call(
     """One UNet call for ``group``: its predictions, one per entry."""
     n = len(group)
     box = group[0].box
+    watch(unet)
     x = _crop(latents, box)
     model_input = torch.cat([x] * n) if n > 1 else x
     if hasattr(scheduler, "scale_model_input"):
@@ -337,7 +340,7 @@ def _control_residuals(
     for app, image in group[0].controls:
         if not control_active(app, step):
             continue
-        device, dtype = _common.placement(app.controlnet)
+        device, dtype = _common.placement(watch(app.controlnet))
         rows = image.repeat_interleave(model_input.shape[0] // n // image.shape[0], dim=0).to(device=device, dtype=dtype)
         cond_image = torch.cat([rows] * n) if n > 1 else rows
         extra = {"added_cond_kwargs": added} if added else {}

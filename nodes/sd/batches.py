@@ -13,10 +13,15 @@ have per-image streams).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
+from nodeflow.budget import BudgetCheck, Pixels
 from nodeflow.node import Context, Input, Output, node
 from nodeflow.values import Image, Latents
+
+from . import _budget
 
 
 def _span(size: int, index: int, length: int) -> slice:
@@ -65,6 +70,9 @@ class JoinImages:
     images_b = Input("IMAGE")
     joined = Output("IMAGE", display_name="images")
 
+    def output_pixels(self, check: BudgetCheck, **literals: Any) -> Pixels | None:
+        return _budget.joined(check, "images_a", "images_b")
+
     def run(self, ctx: Context, images_a: Image, images_b: Image) -> Image:
         a, b = images_a.pixels, images_b.pixels
         if a.shape[1:] != b.shape[1:]:
@@ -82,6 +90,9 @@ class JoinLatents:
     latents_a = Input("LATENTS")
     latents_b = Input("LATENTS")
     joined = Output("LATENTS", display_name="latents")
+
+    def output_pixels(self, check: BudgetCheck, **literals: Any) -> Pixels | None:
+        return _budget.joined(check, "latents_a", "latents_b")
 
     def run(self, ctx: Context, latents_a: Latents, latents_b: Latents) -> Latents:
         a, b = latents_a.samples, latents_b.samples

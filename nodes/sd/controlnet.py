@@ -18,10 +18,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from nodeflow.budget import BudgetCheck, Pixels
 from nodeflow.files import stamp_text
 from nodeflow.node import Context, Input, Output, ValidationContext, node
 from nodeflow.values import Conditioning, ControlApplication, Image
 
+from . import _budget
 from ._sampling import resize_pixels
 from .images import image_to_uint8
 
@@ -163,6 +165,10 @@ class ControlImageResize:
     height = Input("INT", default=512, min=8, max=8192, step=8)
     mode = Input("STRING", default="stretch", choices=["stretch", "crop"])
     resized = Output("IMAGE", display_name="image")
+
+    def output_pixels(self, check: BudgetCheck, width: Any = None, height: Any = None, **other: Any) -> Pixels | None:
+        incoming = check.pixels("image")
+        return _budget.literal(width, height, incoming.batch if incoming else 1, ("width", "height"))
 
     def run(self, ctx: Context, image: Image, width: int, height: int, mode: str) -> Image:
         pixels = image.pixels

@@ -17,9 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from nodeflow.budget import BudgetCheck, Pixels
 from nodeflow.files import glob_stamp
 from nodeflow.node import Context, Input, Output, node
 from nodeflow.values import Image
+
+from . import _budget
 
 #: The PNG text chunk holding the graph document that made the image.
 GRAPH_CHUNK = "nodeflow_graph"
@@ -54,6 +57,9 @@ class LoadImage:
     width = Output("INT")
     height = Output("INT")
     mask = Output("MASK", description="1 where the picture is transparent")
+
+    def output_pixels(self, check: BudgetCheck, path: Any = None, **other: Any) -> Pixels | None:
+        return _budget.picture(check, path)
 
     def run(self, ctx: Context, path: str) -> dict[str, Any]:
         from PIL import Image as PILImage
@@ -146,6 +152,9 @@ class ResizeImage:
     width = Input("INT", default=0, min=0, max=8192, description="0: keep the width")
     height = Input("INT", default=0, min=0, max=8192, description="0: keep the height")
     resized = Output("IMAGE", display_name="image")
+
+    def output_pixels(self, check: BudgetCheck, width: Any = None, height: Any = None, **other: Any) -> Pixels | None:
+        return _budget.kept_sides(check, "images", width, height)
 
     def run(self, ctx: Context, images: Image, width: int, height: int) -> Image:
         from PIL import Image as PILImage

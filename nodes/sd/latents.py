@@ -12,11 +12,12 @@ import copy
 import dataclasses
 from typing import Any
 
+from nodeflow.budget import BudgetCheck, Pixels
 from nodeflow.errors import ErrorInfo
 from nodeflow.node import Context, Input, Output, ValidationContext, node
 from nodeflow.values import Latents, SchedulerState
 
-from . import _common
+from . import _budget, _common
 
 
 @node("sd.noise_latents", display_name="Noise Latents", category="sd/latents")
@@ -44,6 +45,9 @@ class NoiseLatents:
     def validate_inputs(self, check: ValidationContext, width: int | None = None, height: int | None = None,
                         **other: Any) -> list[ErrorInfo]:
         return _size_problems(width, height)
+
+    def output_pixels(self, check: BudgetCheck, width: Any = None, height: Any = None, batch: Any = None, **other: Any) -> Pixels | None:
+        return _budget.literal(width, height, batch)
 
     def run(
         self, ctx: Context, unet: Any, vae: Any, scheduler: SchedulerState, seed: int, width: int, height: int, batch: int,
@@ -152,6 +156,9 @@ class EmptyLatents:
     def validate_inputs(self, check: ValidationContext, width: int | None = None, height: int | None = None,
                         **other: Any) -> list[ErrorInfo]:
         return _size_problems(width, height)
+
+    def output_pixels(self, check: BudgetCheck, width: Any = None, height: Any = None, batch: Any = None, **other: Any) -> Pixels | None:
+        return _budget.literal(width, height, batch)
 
     def run(self, ctx: Context, unet: Any, vae: Any, width: int, height: int, batch: int) -> Latents:
         import torch

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nodeflow.budget import BudgetCheck, ModelFacts
 from nodeflow.errors import ErrorInfo
 from nodeflow.files import stamp_text
 from nodeflow.node import Context, Input, Output, ValidationContext, node
@@ -44,6 +45,22 @@ class LoadModel:
         except (OSError, ValueError) as exc:
             return ErrorInfo("missing_file", str(exc).strip("'\""), input="model")
         return None
+
+    def model_facts(self, check: BudgetCheck, model: Any = None, dtype: Any = "auto", **other: Any) -> ModelFacts | None:
+        """Width and size of the model, read from its configs and weight headers (for the run budget)."""
+        from nodeflow.models.facts import model_facts
+        from nodeflow.resources import DEFAULT_MODEL_DIR
+
+        if not isinstance(model, str) or not isinstance(dtype, str):
+            return None
+        if model == DEFAULT:
+            return model_facts(DEFAULT_MODEL_DIR, dtype)
+        if check.paths is None:
+            return None
+        try:
+            return model_facts(check.paths.resolve(model, "checkpoint"), dtype)
+        except (OSError, ValueError):
+            return None
 
     def fingerprint(self, ctx: Context, model: str | None = None, dtype: str | None = None, device: str | None = None) -> str:
         # Key on the weights' stamp and on the precision and device "auto" resolves to,

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nodeflow.budget import BudgetCheck, Pixels
 from nodeflow.node import Context, Input, Output, ValidationContext, node
 from nodeflow.values import Image, Mask
 
@@ -131,6 +132,15 @@ class PadForOutpaint:
     feathering = Input("INT", default=0, min=0, max=1024)
     padded = Output("IMAGE", display_name="image")
     mask = Output("MASK")
+
+    def output_pixels(self, check: BudgetCheck, **literals: Any) -> Pixels | None:
+        incoming = check.pixels("image")
+        sides = [literals.get(k) for k in ("left", "top", "right", "bottom")]
+        if incoming is None or not all(isinstance(v, int) for v in sides):
+            return None
+        left, top, right, bottom = sides
+        return Pixels(incoming.width + left + right, incoming.height + top + bottom, incoming.batch,  # type: ignore[operator]
+                      ("left", "top", "right", "bottom"))
 
     def validate_inputs(self, check: ValidationContext, **literals: Any) -> list[str]:
         size = image_size(check, "image")

@@ -15,10 +15,11 @@ from typing import Any
 
 import torch
 
+from nodeflow.budget import BudgetCheck, Pixels
 from nodeflow.node import Context, Input, Output, ValidationContext, node
 from nodeflow.values import Image, Latents
 
-from . import _common
+from . import _budget, _common
 from .images import image_to_uint8, pil_to_image
 from .vae import decode, encode
 
@@ -84,6 +85,9 @@ class LatentUpscale:
     def validate_inputs(self, check: ValidationContext, scale_by: Any = None, width: Any = None, height: Any = None, **other: Any) -> list[str]:
         return _size_problems(scale_by, width, height)
 
+    def output_pixels(self, check: BudgetCheck, scale_by: Any = None, width: Any = None, height: Any = None, **other: Any) -> Pixels | None:
+        return _budget.resized(check, "latents", scale_by, width, height)
+
     def run(self, ctx: Context, latents: Latents, mode: str, scale_by: float, width: int, height: int) -> Latents:
         factor = latents.vae_factor
         h, w = latents.samples.shape[-2:]
@@ -105,6 +109,9 @@ class ImageUpscale:
     def validate_inputs(self, check: ValidationContext, scale_by: Any = None, width: Any = None, height: Any = None, **other: Any) -> list[str]:
         return _size_problems(scale_by, width, height)
 
+    def output_pixels(self, check: BudgetCheck, scale_by: Any = None, width: Any = None, height: Any = None, **other: Any) -> Pixels | None:
+        return _budget.resized(check, "image", scale_by, width, height)
+
     def run(self, ctx: Context, image: Image, mode: str, scale_by: float, width: int, height: int) -> Image:
         h, w = image.pixels.shape[-2:]
         new_h, new_w = target_size(h, w, scale_by, width, height)
@@ -123,6 +130,9 @@ class HiresUpscale:
     image_mode = Input("STRING", default="lanczos", choices=IMAGE_MODES)
     seed = Input("INT", default=-1, min=-1, max=_common.MAX_SEED, widget="seed", description="-1: continue the latents' stream")
     upscaled = Output("LATENTS", display_name="latents")
+
+    def output_pixels(self, check: BudgetCheck, scale_by: Any = None, **other: Any) -> Pixels | None:
+        return _budget.resized(check, "latents", scale_by, 0, 0)
 
     def run(self, ctx: Context, latents: Latents, vae: Any, upscale: str, scale_by: float, latent_mode: str, image_mode: str,
             seed: int) -> Latents:

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nodeflow.interrupt import watch
 from nodeflow.node import Context, Input, Output, node
 from nodeflow.values import Image, Latents
 
@@ -27,7 +28,7 @@ class VAEDecode:
 
 def decode(vae: Any, latents: Latents) -> Image:
     """Latents -> images in [0, 1] with ``vae`` (or a tiling view of it, :func:`tiling`)."""
-    device, dtype = _common.placement(vae)
+    device, dtype = _common.placement(watch(vae))  # a cancel reaches between the decoder's blocks
     samples = latents.samples.to(device=device, dtype=dtype)
     with torch.no_grad():
         decoded = vae.decode(samples / latents.scaling_factor, return_dict=False)[0]
@@ -59,7 +60,7 @@ class VAEEncode:
 def encode(vae: Any, image: Image, generator: torch.Generator, mode: str = "sample") -> Latents:
     """Images -> scaled latents with ``vae`` (or a tiling view of it), sampling with ``generator``; the stream travels on."""
     pixels = _fit(image.pixels, _common.vae_scale_factor(vae))
-    device, dtype = _common.placement(vae)
+    device, dtype = _common.placement(watch(vae))
     normalised = (2.0 * pixels - 1.0).to(device=device, dtype=dtype)
     with torch.no_grad():
         posterior = vae.encode(normalised).latent_dist
