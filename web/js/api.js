@@ -98,6 +98,8 @@ export const api = {
     return request("POST", "/api/uploads", form);
   },
   listUploads: () => request("GET", "/api/uploads"),
+  /** {kinds: {checkpoint: [{name, size, family, family_label, folder}], lora: [...]...}, folders}. */
+  models: () => request("GET", "/api/models"),
 };
 
 /**

@@ -23,6 +23,7 @@ import { GraphView } from "./graphview.js";
 import { InputsPanel } from "./inputs.js";
 import { Library } from "./library.js";
 import { Minimap } from "./minimap.js";
+import { ModelList } from "./models.js";
 import { BYPASSED, MUTED } from "./modes.js";
 import { registerNodeTypes } from "./nodes.js";
 import { ProblemsPanel } from "./problems.js";
@@ -44,8 +45,9 @@ const FIRST_VISIT_WORKFLOW = "txt2img";
 
 /** Build the editor; resolves to its parts once the first graph is on the canvas. */
 async function start() {
-  const catalogue = await api.nodes();
-  const parts = compose(catalogue);
+  // the model listing decides which inputs get a model picker, so it is read first
+  const [catalogue, models] = await Promise.all([api.nodes(), new ModelList(api).refresh()]);
+  const parts = compose(catalogue, models);
   wire(parts);
   await parts.workflows.refresh();
   if (!parts.workspace.resume()) await firstGraph(parts);
@@ -64,7 +66,7 @@ async function start() {
 }
 
 /** Make every part, each given what it depends on. */
-function compose(catalogue) {
+function compose(catalogue, models) {
   const vocabulary = readVocabulary(catalogue);
   const drift = unknownEvents(vocabulary);
   if (drift.length) console.warn(`nodeflow: the server does not send ${drift.join(", ")}`);
@@ -99,7 +101,7 @@ function compose(catalogue) {
     catalogue, vocabulary, types, schemas, toast, host, view, workspace, commands, titles, problems, workflows, textEditor, book, runs,
     inputs: new InputsPanel($("graph-inputs"), workspace),
     breadcrumb: new Breadcrumb($("breadcrumb"), workspace),
-    assets: new Assets({ api, withToken, view, toast }),
+    assets: new Assets({ api, withToken, view, toast, models }),
     minimap: new Minimap($("minimap"), view),
     withToken,
   };
@@ -113,7 +115,9 @@ function wire(parts) {
     uploadImage: () => assets.pickAndUpload(),
     imageChoices: () => assets.uploads,
     showImageChoice: (node, name) => assets.showImageChoice(node, name),
-    modelChoices: (spec) => assets.modelChoices(spec),
+    modelKind: (spec) => assets.modelKind(spec),
+    modelEntries: (spec, kind, current) => assets.modelEntries(spec, kind, current),
+    refreshModels: () => assets.models.refresh(),
     changed: (node, input) => workspace.changed(node && input ? `${node.nf?.id}.${input}` : null),
     touched: () => workspace.touched(),
     menu: (node) => [...commands.menu(node), ...inputs.menu(node)],
