@@ -1,5 +1,5 @@
 // Files the graph refers to: uploaded images (GET/POST /api/uploads) for image inputs,
-// and the models for model inputs: the server's model folders (GET /api/models, with
+// masks painted on them (maskeditor.js), and the models for model inputs: the server's model folders (GET /api/models, with
 // each checkpoint's family) plus the names seen in this session; and showing a chosen
 // upload on its node.
 
@@ -7,9 +7,10 @@ import { modelEntries, modelKind } from "./models.js";
 
 export class Assets {
   /**
-   * @param {{api, withToken, view: GraphView, toast: Toast, models: ModelList}} deps
+   * @param {{api, withToken, view: GraphView, toast: Toast, models: ModelList, masks: MaskEditor}} deps
    */
-  constructor({ api, withToken, view, toast, models }) {
+  constructor({ api, withToken, view, toast, models, masks }) {
+    this.masks = masks;
     this.api = api;
     this.withToken = withToken;
     this.view = view;
@@ -66,6 +67,20 @@ export class Assets {
       this.showImageChoices();
     } catch {
       this.uploads = []; // an older server without the listing: uploading still works
+    }
+  }
+
+  /** Open the mask painter for image input `spec` whose value is `current`; resolves to the new upload's name, or null. */
+  async paintMask(spec, current) {
+    const images = this.#inputsWith((s) => s.widget === "image" && s.file === "image").map(([, value]) => String(value));
+    try {
+      await this.refreshUploads();
+      const name = await this.masks.open(spec, current, images, this.uploads);
+      if (name) await this.refreshUploads();
+      return name;
+    } catch (e) {
+      this.toast.show(e.message);
+      return null;
     }
   }
 

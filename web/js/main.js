@@ -7,7 +7,7 @@
 //   problems.js    validation problems           workflows.js  workflows and files
 //   runs.js        runs (+ runstate.js, queue.js, gallery.js)
 //   commands.js    node modes and subgraphs (+ modes.js, subgraphs.js, breadcrumb.js)
-//   shortcuts.js, minimap.js, theme.js, textedit.js, assets.js, drops.js, dialogs.js
+//   shortcuts.js, minimap.js, theme.js, textedit.js, assets.js (+ models.js, maskeditor.js), drops.js, dialogs.js
 //
 // Everything the editor knows about nodes, types and the shared vocabulary comes from
 // GET /api/nodes; nothing here copies the engine's constants.
@@ -15,6 +15,7 @@
 import { api, connectEvents, withToken } from "./api.js";
 import { Assets } from "./assets.js";
 import { Breadcrumb } from "./breadcrumb.js";
+import { ImportNotes } from "./comfyfiles.js";
 import { Commands } from "./commands.js";
 import { Confirm, renderShortcuts, Toast } from "./dialogs.js";
 import { emptyDocument } from "./document.js";
@@ -22,6 +23,7 @@ import { bindDrops } from "./drops.js";
 import { GraphView } from "./graphview.js";
 import { InputsPanel } from "./inputs.js";
 import { Library } from "./library.js";
+import { MaskEditor } from "./maskeditor.js";
 import { Minimap } from "./minimap.js";
 import { ModelList } from "./models.js";
 import { BYPASSED, MUTED } from "./modes.js";
@@ -90,18 +92,20 @@ function compose(catalogue, models) {
     workspace.changed(`${node.nf.id}.title`);
   });
   const problems = new ProblemsPanel($("problems"), view, (flatId) => workspace.locate(flatId));
-  const workflows = new Workflows(topBar(), { api, workspace, confirm, toast, vocabulary });
+  const notes = new ImportNotes($("import-notes"));
+  const workflows = new Workflows(topBar(), { api, workspace, confirm, toast, vocabulary, notes });
   const textEditor = new TextEditor($("text-editor"), view.canvas);
   const book = new RunBook(vocabulary);
   const runs = new Runs(runElements(), {
     api, withToken, book, view, workspace, problems, session, toast, confirm, workflows,
     beforeRun: () => textEditor.apply(),
   });
+  const masks = new MaskEditor($("mask-editor"), { api, withToken, toast });
+  const assets = new Assets({ api, withToken, view, toast, models, masks });
   return {
-    catalogue, vocabulary, types, schemas, toast, host, view, workspace, commands, titles, problems, workflows, textEditor, book, runs,
+    catalogue, vocabulary, types, schemas, toast, host, view, workspace, commands, titles, problems, workflows, textEditor, book, runs, assets,
     inputs: new InputsPanel($("graph-inputs"), workspace),
     breadcrumb: new Breadcrumb($("breadcrumb"), workspace),
-    assets: new Assets({ api, withToken, view, toast, models }),
     minimap: new Minimap($("minimap"), view),
     withToken,
   };
@@ -118,6 +122,7 @@ function wire(parts) {
     modelKind: (spec) => assets.modelKind(spec),
     modelEntries: (spec, kind, current) => assets.modelEntries(spec, kind, current),
     refreshModels: () => assets.models.refresh(),
+    paintMask: (spec, current) => assets.paintMask(spec, current),
     changed: (node, input) => workspace.changed(node && input ? `${node.nf?.id}.${input}` : null),
     touched: () => workspace.touched(),
     menu: (node) => [...commands.menu(node), ...inputs.menu(node)],

@@ -6,6 +6,7 @@
 // comes in through the `host` given to registerNodeTypes (nodes.js).
 
 import { LiteGraph } from "../vendor/litegraph.es.js";
+import { paintMode } from "./maskeditor.js";
 
 const MULTILINE_LINES = 4;
 const LINE_HEIGHT = 15;
@@ -107,6 +108,7 @@ export function addWidgetFor(node, spec, host) {
   if (spec.widget === "seed") addSeedHelpers(node, spec, widget, host);
   if (widget.nfModelKind) addModelPathButton(node, spec, widget);
   if (spec.widget === "image") addUploadButton(node, spec, widget, host);
+  if (paintMode(spec)) addPaintButton(node, spec, widget, host);
   return widget;
 }
 
@@ -213,6 +215,13 @@ function addModelPathButton(node, spec, widget) {
 function addUploadButton(node, spec, widget, host) {
   helperButton(node, `${spec.name}:upload`, `upload ${widget.label}…`, async () => {
     const name = await host.uploadImage?.();
+    if (name) setWidget(node, widget, name);
+  });
+}
+
+function addPaintButton(node, spec, widget, host) {
+  helperButton(node, `${spec.name}:paint`, paintMode(spec) === "alpha" ? "paint mask (alpha)…" : "paint mask…", async () => {
+    const name = await host.paintMask?.(spec, widget.value);
     if (name) setWidget(node, widget, name);
   });
 }
