@@ -275,3 +275,15 @@ def test_a_file_that_is_not_comfyui_says_why_and_keeps_the_graph(page: Page) -> 
     drop_file(page, "notes.json", b'{"hello": "world"}', "application/json")
     page.get_by_role("alert").filter(has_text="notes.json: the ComfyUI file cannot be imported").wait_for(timeout=30_000)
     assert set(graph_of(page)["nodes"]) == {"load", "lora"}
+
+
+def test_a_comfyui_api_prompt_opens_from_the_file_dialog(page: Page) -> None:
+    with page.expect_file_chooser(timeout=10_000) as chooser:
+        page.get_by_role("button", name="Upload…").click()
+    chooser.value.set_files(str(COMFY_FILES / "default_api.json"))
+    notes = page.locator("#import-notes")
+    notes.wait_for(state="visible", timeout=30_000)
+    assert "Imported default_api.json (ComfyUI API prompt)" in notes.inner_text()
+    notes.get_by_role("button", name="OK").click()
+    graph = graph_of(page)
+    assert graph["meta"]["name"] == "default_api" and "sd.denoise" in {n["type"] for n in graph["nodes"].values()}
