@@ -1,7 +1,7 @@
 // Files the graph refers to: uploaded images (GET/POST /api/uploads) for image inputs,
-// masks painted on them (maskeditor.js), and the models for model inputs: the server's model folders (GET /api/models, with
-// each checkpoint's family) plus the names seen in this session; and showing a chosen
-// upload on its node.
+// masks painted on them (maskeditor.js), and the models for model inputs: the server's
+// model folders (GET /api/models, with each checkpoint's family) plus the names seen in
+// this session; and showing a chosen upload on its node.
 
 import { modelEntries, modelKind } from "./models.js";
 
@@ -10,12 +10,12 @@ export class Assets {
    * @param {{api, withToken, view: GraphView, toast: Toast, models: ModelList, masks: MaskEditor}} deps
    */
   constructor({ api, withToken, view, toast, models, masks }) {
-    this.masks = masks;
     this.api = api;
     this.withToken = withToken;
     this.view = view;
     this.toast = toast;
     this.models = models;
+    this.masks = masks;
     this.uploads = [];
     this.seenModels = new Map(); // kind -> Set of names seen in documents this session
   }
