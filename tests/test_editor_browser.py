@@ -417,9 +417,9 @@ def test_the_node_library_is_built_from_the_catalogue_and_adds_what_you_pick(pag
     assert [n["type"] for n in graph["nodes"].values()] == ["sd.vae_decode"]
 
 
-def expected_widget(spec: dict[str, Any]) -> str | None:
+def expected_widget(spec: dict[str, Any], model_kinds: set[str]) -> str | None:
     """The widget kind the editor draws for a declared input (None: the input takes links only)."""
-    if spec["choices"] is not None or spec["widget"] in ("image", "model"):
+    if spec["choices"] is not None or spec["widget"] in ("image", "model") or spec["file"] in model_kinds:
         return "combo"
     return {"BOOL": "toggle", "INT": "number", "FLOAT": "number",
             "STRING": "multiline" if spec["multiline"] else "text"}.get(spec["type"])
@@ -427,11 +427,12 @@ def expected_widget(spec: dict[str, Any]) -> str | None:
 
 def test_widgets_follow_the_input_declarations(page: Page, server: Server) -> None:
     catalogue = server.get("/api/nodes")["nodes"]
+    model_kinds = set(server.get("/api/models")["kinds"])
     ids = page.evaluate("types => types.map((t, i) => nodeflow.addNode(t, [0, i * 400]))", list(catalogue))
     for (type_id, schema), node in zip(catalogue.items(), ids, strict=True):
         widgets = {w["name"]: w for w in page.evaluate("id => nodeflow.widgets(id)", node)}
         for spec in schema["inputs"]:
-            kind = expected_widget(spec)
+            kind = expected_widget(spec, model_kinds)
             where = f"{type_id}.{spec['name']}"
             if kind is None:
                 assert spec["name"] not in widgets, where
@@ -448,8 +449,10 @@ def test_widgets_follow_the_input_declarations(page: Page, server: Server) -> No
                 assert widget["value"] == spec["default"], where
             if spec["widget"] == "seed":
                 assert {f"{spec['name']}:randomise", f"{spec['name']}:each_run"} <= set(widgets), where
-            if spec["widget"] == "model":
-                assert "default" in widget["options"]["values"], where
+            if kind == "combo" and spec["file"] in model_kinds or spec["widget"] == "model":
+                assert f"{spec['name']}:path" in widgets, where  # a typed path stays possible
+                if spec["has_default"]:
+                    assert str(spec["default"]) in widget["options"]["values"], where
 
     # out-of-range values are clamped by the widget, as the server would refuse them
     node = ids[list(catalogue).index("sd.noise_latents")]

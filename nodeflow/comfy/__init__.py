@@ -165,6 +165,36 @@ def comfy_errors(errors: list[ErrorInfo], meta: dict[str, Any]) -> list[ErrorInf
     return told
 
 
+#: Longest note text quoted in :func:`import_notes`.
+NOTE_CHARS = 300
+
+
+def import_notes(meta: dict[str, Any]) -> list[str]:
+    """What an import did besides translating nodes, in sentences for a person (the editor shows them).
+
+    ``meta`` is the imported document's ``meta``: where it came from, the ComfyUI nodes
+    left out because a muted node they need was folded away, and the text of the
+    workflow's Note/MarkdownNote nodes (kept in ``meta.editor.notes``, not drawn as nodes).
+    """
+    notes = [str(meta["description"])] if meta.get("description") else []
+    comfy = meta.get("comfy") if isinstance(meta.get("comfy"), dict) else {}
+    left_out = comfy.get("left_out") or []
+    if left_out:
+        notes.append(f"Left out, as ComfyUI skips them (they need a muted node): ComfyUI node(s) {', '.join(map(str, left_out))}.")
+    editor = meta.get("editor") if isinstance(meta.get("editor"), dict) else {}
+    notes.extend(_note_line(note) for note in editor.get("notes") or [] if isinstance(note, dict))
+    return notes
+
+
+def _note_line(note: dict[str, Any]) -> str:
+    """One Note/MarkdownNote node as a line: its title, then its text (shortened)."""
+    text = str(note.get("text") or "").strip()
+    if len(text) > NOTE_CHARS:
+        text = text[:NOTE_CHARS] + "…"
+    title = note.get("title") or ("Markdown note" if note.get("markdown") else "Note")
+    return f"{title}: {text}" if text else f"{title} (empty)"
+
+
 def load_comfy(path: str | Path, registry: Registry | None = None, paths: PathResolver | None = None) -> ComfyImport:
     """:func:`import_comfy` on a file (JSON or PNG); a file that cannot be read is an ``invalid_comfy_file`` error."""
     try:
@@ -174,4 +204,4 @@ def load_comfy(path: str | Path, registry: Registry | None = None, paths: PathRe
     return import_comfy(data, registry, paths, name=Path(path).stem)
 
 
-__all__ = ["ComfyImport", "comfy_errors", "import_comfy", "load_comfy", "sniff"]
+__all__ = ["ComfyImport", "comfy_errors", "import_comfy", "import_notes", "load_comfy", "sniff"]

@@ -37,13 +37,14 @@ from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, Field
 
 from .. import __version__
-from ..comfy import comfy_errors, import_comfy
+from ..comfy import PNG_SIGNATURE, comfy_errors, import_comfy, import_notes
 from ..comfy.classes import CLASSES, CONTROL_VALUES, node_info
 from ..comfy.mapping import available
 from ..errors import ErrorInfo
 from ..events import RunStatus
 from ..files import KINDS
 from ..validate import validate
+from .bodies import read_body, too_large
 from .comfy_events import ComfySockets, EventBridge, image_ref, prompt_id_of
 from .replies import ApiError, reply
 from .routes import Query, Route
@@ -65,13 +66,14 @@ class ComfyImported(BaseModel):
     graph: dict[str, Any]
     source: str = Field(description="ui or api")
     problems: list[ErrorModel] = Field(default_factory=list, description="validation problems, told with ComfyUI's node ids")
+    notes: list[str] = Field(default_factory=list, description="what the import did besides translating nodes, in sentences")
 
 
 _VIEW = (Query("filename", "string", "file name"), Query("subfolder", "string", "folder under the type's folder", ""),
          Query("type", "string", "output, temp or input", "output"))
 COMFY_ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/import/comfy", "import_comfy", "Translate a ComfyUI workflow, prompt (JSON) or PNG into a nodeflow graph",
-          "workflows", body="file", responses={200: ComfyImported, 400: None}),
+          "workflows", body="file", responses={200: ComfyImported, 400: None, 408: None, 413: None}),
     Route("POST", "/prompt", "post_prompt", "ComfyUI: queue an API-format prompt", "comfyui", body="json",
           responses={200: "json", 400: "json"}),
     Route("GET", "/prompt", "get_prompt", "ComfyUI: queue length", "comfyui", responses={200: "json"}),
@@ -147,16 +149,36 @@ class ComfyApi:
     # -- the editor's import ---------------------------------------------------------------------
     async def import_comfy(self, request: web.Request) -> web.Response:
         """A ComfyUI file (JSON text or PNG bytes, any Content-Type) -> the nodeflow graph, and its validation problems."""
-        data = await _body(request)
+        data = await self._import_body(request)
         server = self.server
         imported = await asyncio.to_thread(import_comfy, data, server.registry, server.paths)
         if imported.doc is None:
-            raise ApiError(400, "invalid_comfy_file", f"the ComfyUI file cannot be imported ({len(imported.errors)} problem(s))",
+            first = imported.errors[0].message if imported.errors else "no reason given"
+            raise ApiError(400, "invalid_comfy_file", f"the ComfyUI file cannot be imported: {first}"
+                           + (f" (and {len(imported.errors) - 1} more problem(s))" if len(imported.errors) > 1 else ""),
                            imported.errors)
+        if len(imported.doc.nodes) > server.config.max_graph_nodes:
+            raise ApiError(413, "graph_too_large", f"the imported graph has {len(imported.doc.nodes)} nodes; this server accepts"
+                                                   f" at most {server.config.max_graph_nodes}")
         problems = await asyncio.to_thread(validate, imported.doc, server.registry, server.paths, server.budget)
         told = comfy_errors(problems, imported.doc.meta)
         return reply(ComfyImported(graph=imported.doc.model_dump(mode="json"), source=imported.source,
-                                   problems=[ErrorModel(**e.to_dict()) for e in told]))
+                                   problems=[ErrorModel(**e.to_dict()) for e in told], notes=import_notes(imported.doc.meta)))
+
+    async def _import_body(self, request: web.Request) -> bytes:
+        """The file: a PNG within the upload limit, JSON within the JSON limit, sent within the body timeout."""
+        config = self.server.config
+        try:
+            data = await read_body(request, config.max_upload_bytes, config.body_timeout)
+        except ApiError as exc:
+            if exc.status != 413:
+                raise
+            raise ApiError(413, "too_large", f"ComfyUI files are limited to {config.max_upload_bytes} bytes (the upload limit)") from None
+        if not data:
+            raise ApiError(400, "bad_request", "send the ComfyUI file as the request body")
+        if not data.startswith(PNG_SIGNATURE) and len(data) > config.max_json_bytes:
+            raise too_large(config.max_json_bytes)
+        return data
 
     # -- prompts -------------------------------------------------------------------------------------
     async def post_prompt(self, request: web.Request) -> web.Response:
@@ -432,13 +454,6 @@ async def _json(request: web.Request) -> Any:
         return json.loads(await request.read() or b"null")
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
-
-
-async def _body(request: web.Request) -> bytes:
-    data = await request.read()
-    if not data:
-        raise ApiError(400, "bad_request", "send the ComfyUI file as the request body")
-    return data
 
 
 async def _form(request: web.Request, limit: int) -> dict[str, Any]:

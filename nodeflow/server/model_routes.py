@@ -30,6 +30,7 @@ class ModelInfo(BaseModel):
     name: str
     size: int = Field(description="bytes (for a diffusers folder: the files its loaders read)")
     family: str | None = Field(None, description="sd1, sd2, sdxl, sdxl_refiner when known (checkpoints only)")
+    family_label: str | None = Field(None, description='the family as menus show it ("SD 1.x", "SDXL"...)')
     folder: bool = Field(False, description="a diffusers folder rather than one file")
 
 
@@ -66,8 +67,11 @@ class ModelCatalogue:
 
     def info(self, entry: ModelEntry) -> ModelInfo:
         """The listing row of ``entry`` (blocking: may read a file header)."""
+        from ..models.families import ModelFamily
+
         family = self._family(entry) if entry.kind == "checkpoint" else None
-        return ModelInfo(name=entry.name, size=entry.size, family=family, folder=entry.path.is_dir())
+        label = ModelFamily(family).label if family is not None else None
+        return ModelInfo(name=entry.name, size=entry.size, family=family, family_label=label, folder=entry.path.is_dir())
 
     def _family(self, entry: ModelEntry) -> str | None:
         from ..models.families import probe_family

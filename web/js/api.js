@@ -54,6 +54,10 @@ async function request(method, path, body, { raw = false } = {}) {
   if (token) headers.Authorization = `Bearer ${token}`;
   let payload;
   if (body instanceof FormData) payload = body;
+  else if (body instanceof Blob) {
+    headers["Content-Type"] = "application/octet-stream";
+    payload = body;
+  }
   else if (body !== undefined) {
     headers["Content-Type"] = "application/json";
     payload = JSON.stringify(body);
@@ -98,6 +102,17 @@ export const api = {
     return request("POST", "/api/uploads", form);
   },
   listUploads: () => request("GET", "/api/uploads"),
+  /** A ComfyUI file (Blob: UI/API JSON or PNG) -> {graph, source, problems, notes}; 400 says why it cannot be read. */
+  importComfy: (blob) => request("POST", "/api/import/comfy", blob),
+  /** Store upload `original` with the alpha of PNG `file` (the mask painter's image mode) -> {name}. */
+  uploadMask: (file, original) => {
+    const form = new FormData();
+    form.append("image", file, file.name);
+    form.append("original_ref", JSON.stringify({ filename: original, subfolder: "", type: "input" }));
+    return request("POST", "/upload/mask", form);
+  },
+  /** {kinds: {checkpoint: [{name, size, family, family_label, folder}], lora: [...]...}, folders}. */
+  models: () => request("GET", "/api/models"),
 };
 
 /**

@@ -1,27 +1,31 @@
 // Files the graph refers to: uploaded images (GET/POST /api/uploads) for image inputs,
-// and the model names seen in this session for model inputs (the server has no model
-// listing yet), plus showing a chosen upload on its node.
+// masks painted on them (maskeditor.js), and the models for model inputs: the server's
+// model folders (GET /api/models, with each checkpoint's family) plus the names seen in
+// this session; and showing a chosen upload on its node.
+
+import { modelEntries, modelKind } from "./models.js";
 
 export class Assets {
   /**
-   * @param {{api, withToken, view: GraphView, toast: Toast}} deps
+   * @param {{api, withToken, view: GraphView, toast: Toast, models: ModelList, masks: MaskEditor}} deps
    */
-  constructor({ api, withToken, view, toast }) {
+  constructor({ api, withToken, view, toast, models, masks }) {
     this.api = api;
     this.withToken = withToken;
     this.view = view;
     this.toast = toast;
+    this.models = models;
+    this.masks = masks;
     this.uploads = [];
-    this.seenModels = new Set();
+    this.seenModels = new Map(); // kind -> Set of names seen in documents this session
   }
 
-  #inputsWith(kind) {
+  #inputsWith(test) {
     const found = [];
     for (const node of this.view.graph.nodes) {
       for (const spec of node.constructor.nfSchema?.inputs || []) {
-        if (spec.widget !== kind) continue;
-        const value = node.widgets?.find((w) => w.name === spec.name)?.value;
-        if (value) found.push([node, value]);
+        const widget = node.widgets?.find((w) => w.name === spec.name);
+        if (widget?.value && test(spec, widget)) found.push([node, widget.value, widget]);
       }
     }
     return found;
@@ -29,12 +33,23 @@ export class Assets {
 
   /** A document was loaded: remember its models, show its uploaded images. */
   loaded() {
-    for (const [, value] of this.#inputsWith("model")) this.seenModels.add(String(value));
+    for (const [, value, widget] of this.#inputsWith((_s, w) => w.nfModelKind)) this.#seen(widget.nfModelKind).add(String(value));
     this.showImageChoices();
   }
 
-  modelChoices(spec) {
-    return [spec.default ?? "default", ...this.seenModels];
+  #seen(kind) {
+    if (!this.seenModels.has(kind)) this.seenModels.set(kind, new Set());
+    return this.seenModels.get(kind);
+  }
+
+  /** The kind of model input `spec` names, or null (models.js). */
+  modelKind(spec) {
+    return modelKind(spec, this.models.kindNames());
+  }
+
+  /** The menu of a model input: [{value, label, listed}] (models.js). */
+  modelEntries(spec, kind, current) {
+    return modelEntries(spec, this.models.of(kind), this.#seen(kind), current);
   }
 
   /** Show an uploaded image chosen in an image widget on its node (other paths are the server's business). */
@@ -43,7 +58,7 @@ export class Assets {
   }
 
   showImageChoices() {
-    for (const [node, value] of this.#inputsWith("image")) this.showImageChoice(node, value);
+    for (const [node, value] of this.#inputsWith((spec) => spec.widget === "image")) this.showImageChoice(node, value);
   }
 
   async refreshUploads() {
@@ -52,6 +67,20 @@ export class Assets {
       this.showImageChoices();
     } catch {
       this.uploads = []; // an older server without the listing: uploading still works
+    }
+  }
+
+  /** Open the mask painter for image input `spec` whose value is `current`; resolves to the new upload's name, or null. */
+  async paintMask(spec, current) {
+    const images = this.#inputsWith((s) => s.widget === "image" && s.file === "image").map(([, value]) => String(value));
+    try {
+      await this.refreshUploads();
+      const name = await this.masks.open(spec, current, images, this.uploads);
+      if (name) await this.refreshUploads();
+      return name;
+    } catch (e) {
+      this.toast.show(e.message);
+      return null;
     }
   }
 

@@ -1,6 +1,6 @@
 // Dropping things on the page: a library entry on the canvas adds that node there; an
-// image on a node with an image input uploads it into that input; a graph .json or a
-// nodeflow PNG anywhere opens it.
+// image on a node with an image input uploads it into that input; a graph .json, a
+// nodeflow PNG or a ComfyUI workflow, prompt or PNG anywhere opens it (workflows.js).
 
 import { NODE_DRAG_TYPE } from "./library.js";
 

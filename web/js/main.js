@@ -7,7 +7,7 @@
 //   problems.js    validation problems           workflows.js  workflows and files
 //   runs.js        runs (+ runstate.js, queue.js, gallery.js)
 //   commands.js    node modes and subgraphs (+ modes.js, subgraphs.js, breadcrumb.js)
-//   shortcuts.js, minimap.js, theme.js, textedit.js, assets.js, drops.js, dialogs.js
+//   shortcuts.js, minimap.js, theme.js, textedit.js, assets.js (+ models.js, maskeditor.js), drops.js, dialogs.js
 //
 // Everything the editor knows about nodes, types and the shared vocabulary comes from
 // GET /api/nodes; nothing here copies the engine's constants.
@@ -15,6 +15,7 @@
 import { api, connectEvents, withToken } from "./api.js";
 import { Assets } from "./assets.js";
 import { Breadcrumb } from "./breadcrumb.js";
+import { ImportNotes } from "./comfyfiles.js";
 import { Commands } from "./commands.js";
 import { Confirm, renderShortcuts, Toast } from "./dialogs.js";
 import { emptyDocument } from "./document.js";
@@ -22,7 +23,9 @@ import { bindDrops } from "./drops.js";
 import { GraphView } from "./graphview.js";
 import { InputsPanel } from "./inputs.js";
 import { Library } from "./library.js";
+import { MaskEditor } from "./maskeditor.js";
 import { Minimap } from "./minimap.js";
+import { ModelList } from "./models.js";
 import { BYPASSED, MUTED } from "./modes.js";
 import { registerNodeTypes } from "./nodes.js";
 import { ProblemsPanel } from "./problems.js";
@@ -44,8 +47,9 @@ const FIRST_VISIT_WORKFLOW = "txt2img";
 
 /** Build the editor; resolves to its parts once the first graph is on the canvas. */
 async function start() {
-  const catalogue = await api.nodes();
-  const parts = compose(catalogue);
+  // the model listing decides which inputs get a model picker, so it is read first
+  const [catalogue, models] = await Promise.all([api.nodes(), new ModelList(api).refresh()]);
+  const parts = compose(catalogue, models);
   wire(parts);
   await parts.workflows.refresh();
   if (!parts.workspace.resume()) await firstGraph(parts);
@@ -64,7 +68,7 @@ async function start() {
 }
 
 /** Make every part, each given what it depends on. */
-function compose(catalogue) {
+function compose(catalogue, models) {
   const vocabulary = readVocabulary(catalogue);
   const drift = unknownEvents(vocabulary);
   if (drift.length) console.warn(`nodeflow: the server does not send ${drift.join(", ")}`);
@@ -88,18 +92,20 @@ function compose(catalogue) {
     workspace.changed(`${node.nf.id}.title`);
   });
   const problems = new ProblemsPanel($("problems"), view, (flatId) => workspace.locate(flatId));
-  const workflows = new Workflows(topBar(), { api, workspace, confirm, toast, vocabulary });
+  const notes = new ImportNotes($("import-notes"));
+  const workflows = new Workflows(topBar(), { api, workspace, confirm, toast, vocabulary, notes });
   const textEditor = new TextEditor($("text-editor"), view.canvas);
   const book = new RunBook(vocabulary);
   const runs = new Runs(runElements(), {
     api, withToken, book, view, workspace, problems, session, toast, confirm, workflows,
     beforeRun: () => textEditor.apply(),
   });
+  const masks = new MaskEditor($("mask-editor"), { api, withToken, toast });
+  const assets = new Assets({ api, withToken, view, toast, models, masks });
   return {
-    catalogue, vocabulary, types, schemas, toast, host, view, workspace, commands, titles, problems, workflows, textEditor, book, runs,
+    catalogue, vocabulary, types, schemas, toast, host, view, workspace, commands, titles, problems, workflows, textEditor, book, runs, assets,
     inputs: new InputsPanel($("graph-inputs"), workspace),
     breadcrumb: new Breadcrumb($("breadcrumb"), workspace),
-    assets: new Assets({ api, withToken, view, toast }),
     minimap: new Minimap($("minimap"), view),
     withToken,
   };
@@ -113,7 +119,10 @@ function wire(parts) {
     uploadImage: () => assets.pickAndUpload(),
     imageChoices: () => assets.uploads,
     showImageChoice: (node, name) => assets.showImageChoice(node, name),
-    modelChoices: (spec) => assets.modelChoices(spec),
+    modelKind: (spec) => assets.modelKind(spec),
+    modelEntries: (spec, kind, current) => assets.modelEntries(spec, kind, current),
+    refreshModels: () => assets.models.refresh(),
+    paintMask: (spec, current) => assets.paintMask(spec, current),
     changed: (node, input) => workspace.changed(node && input ? `${node.nf?.id}.${input}` : null),
     touched: () => workspace.touched(),
     menu: (node) => [...commands.menu(node), ...inputs.menu(node)],

@@ -20,7 +20,7 @@
 //   types                   TypeTable (the connection rule)
 //   literalTypes            Set of socket types that take literals (vocabulary)
 //   editText(node, widget, done), uploadImage(), imageChoices(), showImageChoice(node, name),
-//   modelChoices(spec)      widget helpers (widgets.js)
+//   modelKind(spec), modelEntries(spec, kind, current), refreshModels()   widget helpers (widgets.js, models.js)
 //   changed(node, input)    a widget was edited: one undoable step per field
 //   touched()               the graph may have changed (links): check soon
 //   menu(node)              extra context-menu entries

@@ -1,4 +1,5 @@
-// Reads the text chunks of a PNG file (tEXt, zTXt, iTXt) in the browser.
+// Reads the text chunks of a PNG file (tEXt, zTXt, iTXt) in the browser, and writes
+// plain 8-bit PNGs (grayscale or RGBA) for the mask painter.
 //
 // The save-image node embeds the graph that made an image as JSON in a text chunk;
 // dropping such a PNG on the editor reads it back. Pillow writes tEXt when the text
@@ -76,4 +77,58 @@ export async function readGraphFromPng(buffer) {
   const text = texts[GRAPH_CHUNK];
   if (!text) return null;
   return JSON.parse(text);
+}
+
+// -- writing ------------------------------------------------------------------------------------
+// The mask painter saves 8-bit PNGs: grayscale (a mask, white = repaint) or RGBA (an
+// image's alpha). A canvas cannot write a one-channel PNG, and its premultiplied pixels
+// would change the colour under transparent ones, so the few lines of the format are here.
+
+const CRC_TABLE = Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+
+function crc32(bytes) {
+  let c = 0xffffffff;
+  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+function pngChunk(type, data) {
+  const out = new Uint8Array(12 + data.length);
+  const view = new DataView(out.buffer);
+  view.setUint32(0, data.length);
+  for (let i = 0; i < 4; i++) out[4 + i] = type.charCodeAt(i);
+  out.set(data, 8);
+  view.setUint32(8 + data.length, crc32(out.subarray(4, 8 + data.length)));
+  return out;
+}
+
+async function deflate(bytes) {
+  const stream = new Blob([bytes]).stream().pipeThrough(new CompressionStream("deflate"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+/**
+ * An 8-bit PNG of `pixels` (row-major, `channels` bytes a pixel: 1 grayscale, 4 RGBA).
+ * @returns {Promise<Uint8Array>}
+ */
+export async function encodePng(width, height, pixels, channels) {
+  const colourType = { 1: 0, 4: 6 }[channels];
+  if (colourType === undefined) throw new Error(`PNG: ${channels} channels are not written (1 or 4)`);
+  if (pixels.length !== width * height * channels) throw new Error("PNG: pixel count does not match the size");
+  const header = new Uint8Array(13);
+  const view = new DataView(header.buffer);
+  view.setUint32(0, width);
+  view.setUint32(4, height);
+  header.set([8, colourType, 0, 0, 0], 8); // depth 8, colour type, deflate, filters, no interlace
+  const stride = width * channels;
+  const raw = new Uint8Array((stride + 1) * height); // each row: filter 0 (none), then its bytes
+  for (let y = 0; y < height; y++) raw.set(pixels.subarray(y * stride, (y + 1) * stride), y * (stride + 1) + 1);
+  const parts = [Uint8Array.from(SIGNATURE), pngChunk("IHDR", header), pngChunk("IDAT", await deflate(raw)), pngChunk("IEND", new Uint8Array())];
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  parts.reduce((at, p) => (out.set(p, at), at + p.length), 0);
+  return out;
 }

@@ -57,12 +57,13 @@ export function scriptingApi(e) {
         value: node.nf.value ?? null,
       };
     },
-    /** The widgets drawn on a node: [{name, kind, value, options}] (kind: number, combo, toggle, text, multiline, button). */
+    /** The widgets drawn on a node: [{name, kind, value, shown, options}] (kind: number, combo, toggle, text, multiline, button; shown: the text drawn). */
     widgets: (id) =>
       (view.nodeById(id)?.widgets || []).map((w) => ({
         name: w.name,
         kind: w.type === "nf_multiline" ? "multiline" : w.type,
         value: w.value,
+        shown: w._displayValue ?? null,
         options: Object.fromEntries(Object.entries(w.options || {}).map(([k, v]) => [k, typeof v === "function" ? v() : v])),
       })),
     /** Problems shown in the Problems panel: [{code, node, input, message}]. */

@@ -1,10 +1,12 @@
 // Widgets drawn on nodes for inputs that take a literal: numbers with the declared
 // min/max/step, toggles, selects for declared choices, one-line text, the multi-line
-// prompt widget (edited in an overlay), and the helpers for seeds, images and models.
+// prompt widget (edited in an overlay), model pickers, and the helpers for seeds, images
+// and models.
 // What a widget needs from the editor (the text editor, uploads, change notification)
 // comes in through the `host` given to registerNodeTypes (nodes.js).
 
 import { LiteGraph } from "../vendor/litegraph.es.js";
+import { paintMode } from "./maskeditor.js";
 
 const MULTILINE_LINES = 4;
 const LINE_HEIGHT = 15;
@@ -104,8 +106,9 @@ export function addWidgetFor(node, spec, host) {
   widget.label = spec.display_name || spec.name;
   if (spec.description) widget.tooltip = spec.description;
   if (spec.widget === "seed") addSeedHelpers(node, spec, widget, host);
-  if (spec.widget === "model") addModelPathButton(node, spec, widget);
+  if (widget.nfModelKind) addModelPathButton(node, spec, widget);
   if (spec.widget === "image") addUploadButton(node, spec, widget, host);
+  if (paintMode(spec)) addPaintButton(node, spec, widget, host);
   return widget;
 }
 
@@ -124,15 +127,53 @@ function mainWidget(node, spec, host) {
     });
   }
   if (spec.multiline) return node.addCustomWidget(makeMultilineWidget(node, spec, String(value ?? ""), host));
-  if (spec.widget === "image" || spec.widget === "model") {
-    // uploaded images (GET /api/uploads) or the models this session has seen (the server
-    // has no model listing yet), plus whatever the document names
-    const choices = spec.widget === "image" ? () => host.imageChoices?.() ?? [] : () => host.modelChoices?.(spec) ?? [];
+  const kind = host.modelKind?.(spec);
+  if (kind) return addModelWidget(node, spec, kind, host);
+  if (spec.widget === "image") {
+    // uploaded images (GET /api/uploads), plus whatever the document names
     let widget = null; // declared first: litegraph may ask for the values while adding it
-    widget = node.addWidget("combo", spec.name, String(value ?? ""), noop, { values: () => withCurrent(choices(), widget?.value) });
+    widget = node.addWidget("combo", spec.name, String(value ?? ""), noop, { values: () => withCurrent(host.imageChoices?.() ?? [], widget?.value) });
     return widget;
   }
   return node.addWidget("text", spec.name, String(value ?? ""), noop, {});
+}
+
+/**
+ * A model picker: a combo whose menu lists the server's models of `kind` with their
+ * family ("name · SDXL"), the default and names seen this session (models.js); the node
+ * shows the chosen name with its family. Any other path is typed with the helper button.
+ */
+function addModelWidget(node, spec, kind, host) {
+  let widget = null;
+  const entries = () => host.modelEntries?.(spec, kind, widget?.value) ?? [];
+  widget = node.addWidget("combo", spec.name, String(initialValue(spec) ?? ""), () => {}, { values: () => entries().map((e) => e.value) });
+  widget.nfModelKind = kind;
+  Object.defineProperty(widget, "_displayValue", {
+    get: () => (widget.computedDisabled ? "" : (entries().find((e) => e.value === String(widget.value))?.label ?? String(widget.value))),
+  });
+  widget.onPointerDown = (pointer, target, canvas) => {
+    if (widget.computedDisabled) return false;
+    pointer.onClick = (event) => {
+      openModelMenu(event ?? pointer.eDown, canvas, entries(), (value) => setWidget(target, widget, value));
+      host.refreshModels?.(); // files added to the folders since show up the next time
+    };
+    return true;
+  };
+  return widget;
+}
+
+function openModelMenu(event, canvas, entries, choose) {
+  const items = entries.map((entry) => ({ content: escapeHtml(entry.label), value: entry.value, className: entry.listed ? "nf-model-listed" : "" }));
+  new LiteGraph.ContextMenu(items, {
+    event,
+    className: "dark nf-model-menu",
+    scale: Math.max(1, canvas?.ds?.scale ?? 1),
+    callback: (item) => choose(item.value),
+  });
+}
+
+function escapeHtml(text) {
+  return String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
 /** Set `widget` as if the user had: the node hears of it (undo step, marks cleared). */
@@ -165,7 +206,7 @@ function addSeedHelpers(node, spec, widget, host) {
 function addModelPathButton(node, spec, widget) {
   const label = widget.label;
   helperButton(node, `${spec.name}:path`, `other ${label} path…`, (_v, canvas, _n, _p, event) => {
-    canvas.prompt(`${label} (folder or .safetensors path)`, widget.value, (text) => {
+    canvas.prompt(`${label} (a name in the model folders, or a path)`, widget.value, (text) => {
       if (text) setWidget(node, widget, String(text).trim());
     }, event);
   });
@@ -174,6 +215,13 @@ function addModelPathButton(node, spec, widget) {
 function addUploadButton(node, spec, widget, host) {
   helperButton(node, `${spec.name}:upload`, `upload ${widget.label}…`, async () => {
     const name = await host.uploadImage?.();
+    if (name) setWidget(node, widget, name);
+  });
+}
+
+function addPaintButton(node, spec, widget, host) {
+  helperButton(node, `${spec.name}:paint`, paintMode(spec) === "alpha" ? "paint mask (alpha)…" : "paint mask…", async () => {
+    const name = await host.paintMask?.(spec, widget.value);
     if (name) setWidget(node, widget, name);
   });
 }

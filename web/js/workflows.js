@@ -1,17 +1,20 @@
 // Workflows on the server and graph files (top bar): the workflow list, Open, Save,
-// Rename, Delete (click twice), New, Download, Upload, and the unsaved-changes marker.
+// Rename, Delete (click twice), New, Download, Upload (a graph, or a ComfyUI file the
+// server converts: comfyfiles.js), and the unsaved-changes marker.
 // Anything that replaces the canvas (New, Open, a dropped file, a run's graph) asks
 // first when the graph has unsaved changes.
 
+import { classifyJson, importReport, isComfyPng } from "./comfyfiles.js";
 import { emptyDocument } from "./document.js";
-import { readGraphFromPng } from "./png.js";
+import { GRAPH_CHUNK, readPngText } from "./png.js";
 
 export class Workflows {
   /**
    * @param {object} el  {select, open, name, save, rename, remove, fresh, download, upload, uploadInput, marker}
-   * @param {{api, workspace: Workspace, confirm: Confirm, toast: Toast, vocabulary}} deps
+   * @param {{api, workspace: Workspace, confirm: Confirm, toast: Toast, vocabulary, notes: ImportNotes}} deps
    */
-  constructor(el, { api, workspace, confirm, toast, vocabulary }) {
+  constructor(el, { api, workspace, confirm, toast, vocabulary, notes }) {
+    this.notes = notes;
     this.el = el;
     this.api = api;
     this.workspace = workspace;
@@ -166,23 +169,46 @@ export class Workflows {
     setTimeout(() => URL.revokeObjectURL(a.href), 1000);
   }
 
-  /** Open a dropped or chosen file: a graph .json, or a PNG carrying its graph. */
+  /** Open a dropped or chosen file: a graph .json, a PNG carrying its graph, or a ComfyUI file (imported by the server). */
   async openFile(file) {
     const bytes = await file.arrayBuffer();
     const head = new Uint8Array(bytes.slice(0, 8));
-    let doc;
-    if (head[0] === 0x89 && head[1] === 0x50) {
-      doc = await readGraphFromPng(bytes);
-      if (!doc) throw new Error(`${file.name} holds no nodeflow graph (it was not written by the save-image node)`);
-    } else {
-      try {
-        doc = JSON.parse(new TextDecoder().decode(bytes));
-      } catch (e) {
-        throw new Error(`${file.name} is not JSON: ${e.message}`);
-      }
+    if (head[0] === 0x89 && head[1] === 0x50) return this.#openPng(file, bytes);
+    let data;
+    try {
+      data = JSON.parse(new TextDecoder().decode(bytes));
+    } catch (e) {
+      throw new Error(`${file.name} is not JSON: ${e.message}`);
     }
+    if (classifyJson(data) === "comfy") return this.#importComfy(file, bytes);
+    return this.#openDocument(file, data);
+  }
+
+  async #openPng(file, bytes) {
+    const texts = await readPngText(bytes);
+    if (texts[GRAPH_CHUNK]) return this.#openDocument(file, JSON.parse(texts[GRAPH_CHUNK]));
+    if (isComfyPng(texts)) return this.#importComfy(file, bytes);
+    throw new Error(`${file.name} holds no graph (it was not written by nodeflow's save-image node or by ComfyUI)`);
+  }
+
+  async #openDocument(file, doc) {
     if (!(await this.replace(doc, {}, `Open ${file.name}`))) return null;
     this.toast.show(`Opened ${file.name}`);
+    return doc;
+  }
+
+  /** Convert a ComfyUI file on the server, open the graph as a new one, show the importer's notes. */
+  async #importComfy(file, bytes) {
+    let answer;
+    try {
+      answer = await this.api.importComfy(new Blob([bytes]));
+    } catch (e) {
+      throw new Error(`${file.name}: ${e.message}`);
+    }
+    const doc = answer.graph;
+    doc.meta = { ...doc.meta, name: file.name.replace(/\.[^.]*$/, "") || doc.meta?.name };
+    if (!(await this.replace(doc, {}, `Open ${file.name}`))) return null;
+    this.notes.show(importReport(file.name, answer));
     return doc;
   }
 }
