@@ -72,3 +72,24 @@ def test_psnr_tells_a_different_image_apart():
 
     assert psnr(a, a) == float("inf")
     assert psnr(a, b) < 35.0
+
+
+def test_a_shared_copy_of_a_compiled_module_runs_its_own_weights():
+    # A LoRA merged after --compile makes a shared copy: it must stay compiled (a deep copy of a
+    # module drops its compiled call) and run its own weights, not the base's.
+    import torch
+
+    from nodeflow.models import fast
+    from nodeflow.models.derive import replace_parameter, shared_copy
+
+    base = torch.nn.Linear(3, 3)
+    # dynamo without inductor (no C++ build here); reduce-overhead also wraps the compiled call
+    fast._compile(base, {"backend": "eager", "mode": "reduce-overhead", "dynamic": False})
+    copy = shared_copy(base)
+    replace_parameter(copy, "weight", torch.zeros(3, 3))
+    x = torch.ones(1, 3)
+
+    with torch.no_grad():
+        assert torch.equal(copy(x), base.bias.detach()[None])
+        assert not torch.equal(base(x), copy(x))
+    assert copy._compiled_call_impl is not None and copy._compiled_call_impl is not base._compiled_call_impl

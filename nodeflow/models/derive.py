@@ -28,7 +28,7 @@ def shared_copy(module: M) -> M:
     # to itself, so only the Python objects around them (modules, configs) are copied.
     memo: dict[int, object] = {id(t): t for t in (*module.parameters(), *module.buffers())}
     duplicate = copy.deepcopy(module, memo)
-    from .fast import recompiled  # a compiled call is bound to the module it was compiled on
+    from .fast import recompiled  # a deep copy drops compiled calls: compile the copy again
 
     recompiled(duplicate)
     return duplicate

@@ -28,8 +28,8 @@ Attention already runs through PyTorch's fused ``scaled_dot_product_attention``:
 ``AttnProcessor2_0`` is its default processor under torch 2, on both paths.
 
 A LoRA or textual-inversion node applied after a compiled model makes its own
-:func:`~nodeflow.models.derive.shared_copy`; that copy is compiled again with the same
-mode (:func:`recompiled`), so its compiled forward runs its own weights.
+:func:`~nodeflow.models.derive.shared_copy`; a deep copy loses the compiled call, so the
+copy is compiled again with the same options (:func:`recompiled`).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def compiled_unet(unet: torch.nn.Module, mode: str) -> torch.nn.Module:
     fast = shared_copy(unet)
     if _on_cuda(fast):
         _channels_last(fast)
-    _compile(fast, mode)
+    _compile(fast, compile_options(mode))
     return fast
 
 
@@ -72,7 +72,7 @@ def compiled_vae(vae: torch.nn.Module, mode: str) -> torch.nn.Module:
     if _on_cuda(fast):
         _channels_last(decoder)
     # CUDA graphs for a one-off decode buy nothing; the decoder is compiled plainly.
-    _compile(decoder, "default" if mode == "reduce-overhead" else mode)
+    _compile(decoder, compile_options("default" if mode == "reduce-overhead" else mode))
     return fast
 
 
@@ -84,22 +84,21 @@ def is_compiled(module: torch.nn.Module) -> bool:
 def recompiled(copy: torch.nn.Module) -> None:
     """Compile again, in place, every submodule of a fresh deep copy that was compiled in its original.
 
-    ``module.compile()`` binds the compiled call to the original module; a deep copy
-    would carry that binding over and run the original's weights. Called by
+    A deep copy of a module drops its compiled call (``nn.Module.__getstate__``), so a
+    LoRA merged into a compiled UNet would otherwise run eagerly. Called by
     :func:`~nodeflow.models.derive.shared_copy`.
     """
     for module in copy.modules():
         options = getattr(module, _OPTIONS, None)
         if options is not None:
             module._compiled_call_impl = None  # type: ignore[assignment]
-            _compile(module, options["mode"])
+            _compile(module, options)
 
 
-def _compile(module: torch.nn.Module, mode: str) -> None:
-    options = compile_options(mode)
+def _compile(module: torch.nn.Module, options: dict[str, Any]) -> None:
     module.compile(**options)
     setattr(module, _OPTIONS, options)
-    if mode == "reduce-overhead":
+    if options.get("mode") == "reduce-overhead":
         _mark_steps(module)
 
 
