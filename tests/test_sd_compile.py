@@ -93,3 +93,27 @@ def test_a_shared_copy_of_a_compiled_module_runs_its_own_weights():
         assert torch.equal(copy(x), base.bias.detach()[None])
         assert not torch.equal(base(x), copy(x))
     assert copy._compiled_call_impl is not None and copy._compiled_call_impl is not base._compiled_call_impl
+
+
+def test_the_compiled_models_are_built_once_per_store_and_the_node_choice_wins(tiny_sd_dir):
+    from nodeflow_nodes.sd.load import LoadModel
+
+    from nodeflow.context import Context
+    from nodeflow.models import ModelStore
+    from nodeflow.models.fast import is_compiled
+
+    store = ModelStore(device="cpu", compile="default")  # as `nodeflow serve --compile` makes it
+    ctx = Context("load", "sd.load_model", model_store=store)
+    node = LoadModel()
+    base = store.load_sd(tiny_sd_dir)
+
+    first = node.run(ctx, model=str(tiny_sd_dir), dtype="auto", device="cpu")  # auto: the store's --compile
+    second = node.run(ctx, model=str(tiny_sd_dir), dtype="auto", device="cpu", compile="auto")
+    off = node.run(ctx, model=str(tiny_sd_dir), dtype="auto", device="cpu", compile="off")
+
+    assert first["unet"] is second["unet"] and first["vae"] is second["vae"]  # one compiled module per process
+    assert is_compiled(first["unet"]) and is_compiled(first["vae"].decoder)
+    assert off["unet"] is base.unet and not is_compiled(base.unet)  # the store's model itself is never compiled
+    assert first["unet"].conv_in.weight is base.unet.conv_in.weight  # weights shared (CPU: no channels-last copy)
+    keys = {node.fingerprint(ctx, model=str(tiny_sd_dir), dtype="auto", device="cpu", compile=c) for c in ("auto", "off")}
+    assert len(keys) == 2  # compiled and eager results never share a cache entry
