@@ -23,6 +23,10 @@ _DTYPE_HELP = ("weight precision for load nodes left at 'auto' (a node's own dty
                "without it: fp16 on CUDA, fp32 on the CPU)")
 
 
+_COMPILE_HELP = ("torch.compile the UNet and VAE decoder of load nodes left at compile=auto (a node's own choice wins): faster"
+                 " steps after a one-off compile per image size, images within rounding of the default path (docs/performance.md)")
+
+
 def add_sets(p: argparse.ArgumentParser) -> None:
     """``--set NAME=VALUE`` (repeatable)."""
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
@@ -36,6 +40,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: the cores this process may use,"
                    " split between workers)")
     p.add_argument("--allow-pickle", action="store_true", help="allow .ckpt/.bin/.pt model files (read with weights_only)")
+    p.add_argument("--compile", action="store_true", help=_COMPILE_HELP)
+    p.add_argument("--compile-mode", choices=["default", "reduce-overhead", "max-autotune"],
+                   help="torch.compile mode for --compile (implies it): reduce-overhead adds CUDA graphs (default: default)")
 
 
 def add_model_folders(p: argparse.ArgumentParser) -> None:
@@ -166,9 +173,17 @@ def model_store(args: argparse.Namespace) -> Any:
     from .models import ModelStore
 
     try:
-        return ModelStore(device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle)
+        return ModelStore(device=args.device, dtype=args.dtype, allow_pickle=args.allow_pickle, compile=compile_mode(args))
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+
+
+def compile_mode(args: argparse.Namespace) -> str | None:
+    """The ``torch.compile`` mode ``--compile``/``--compile-mode`` ask for (None: the eager default path)."""
+    mode = getattr(args, "compile_mode", None)
+    if mode is not None:
+        return str(mode)
+    return "default" if getattr(args, "compile", False) else None
 
 
 def load_registry(args: argparse.Namespace) -> Any:
@@ -194,4 +209,4 @@ def apply_threads(args: argparse.Namespace, workers: int = 1) -> int:
 
 
 __all__ = ["add_common", "add_model_folders", "add_model_options", "add_sets", "add_worker_options", "apply_threads",
-           "graph_paths", "load_registry", "model_folders", "model_store", "parse_sets", "read_graph", "resolve_graph_path"]
+           "compile_mode", "graph_paths", "load_registry", "model_folders", "model_store", "parse_sets", "read_graph", "resolve_graph_path"]

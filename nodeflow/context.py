@@ -51,6 +51,8 @@ class ModelStoreAPI(Protocol):
 
     #: Whether pickle checkpoints (``.ckpt``/``.bin``) may be read (with ``weights_only=True``).
     allow_pickle: bool
+    #: The ``torch.compile`` mode load nodes left at ``auto`` use (``None``: the default, eager path).
+    compile: str | None
 
     def resolve_device(self, device: str | None = None) -> str:
         """The device a load asking for ``device`` (``None``: the store's default) will use."""

@@ -36,7 +36,7 @@ def make_backend(
     (for Ray they must exist on every worker machine); ``address`` applies to Ray;
     ``workers`` is how many jobs run at once; ``threads`` pins torch's CPU threads per
     worker; ``models`` is the local model store (Ray workers build their own from
-    ``device``/``dtype``/``allow_pickle`` options). Other ``options`` go to the backend's
+    ``device``/``dtype``/``allow_pickle``/``compile`` options). Other ``options`` go to the backend's
     constructor. Raises ``ValueError`` for an unknown name and
     :class:`~nodeflow.backends.ray.RayUnavailable` when Ray is missing or unreachable.
     """
@@ -50,7 +50,8 @@ def make_backend(
         from .ray import RayBackend
 
         if models is not None:
-            options = {"device": models.device, "dtype": models.dtype, "allow_pickle": models.allow_pickle, **options}
+            options = {"device": models.device, "dtype": models.dtype, "allow_pickle": models.allow_pickle,
+                       "compile": models.compile, **options}
         return RayBackend(address=address, workers=workers, plugin_dirs=list(plugin_dirs), threads=threads, **options)
     raise ValueError(f"unknown backend {name!r} (choose {' or '.join(BACKENDS)})")
 

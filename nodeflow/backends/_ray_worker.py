@@ -58,6 +58,7 @@ class RayWorker:
         threads: int | None = None,
         cache_budget_bytes: int | None = None,
         allow_pickle: bool = False,
+        compile: str | None = None,
     ):
         # Models load from local paths only, as in the CLI: fail fast on any hub lookup.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -73,7 +74,7 @@ class RayWorker:
             torch.set_num_threads(threads)
         registry = build_registry(plugin_dirs)
         self.registry_errors = [e.message for e in registry.errors]
-        self.models = ModelStore(device=device, dtype=dtype, allow_pickle=allow_pickle)
+        self.models = ModelStore(device=device, dtype=dtype, allow_pickle=allow_pickle, compile=compile)
         self.executor = Executor(registry, Cache(cache_budget_bytes), self.models)
         _remove_orphaned_scratch()
         self.scratch = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-"))

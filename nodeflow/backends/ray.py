@@ -212,6 +212,7 @@ class RayBackend:
         threads: int | None = None,
         cache_budget_bytes: int | None = None,
         allow_pickle: bool = False,
+        compile: str | None = None,
         max_attempts: int = 2,
         max_restarts: int = 3,
         poll_interval: float = 0.1,
@@ -239,7 +240,7 @@ class RayBackend:
         self.max_attempts = max_attempts
         self.poll_interval = poll_interval
         self._slots = [
-            _Slot(i, actor_class.remote(i, folders, device, dtype, threads, cache_budget_bytes, allow_pickle))
+            _Slot(i, actor_class.remote(i, folders, device, dtype, threads, cache_budget_bytes, allow_pickle, compile))
             for i in range(count)
         ]
         for slot in self._slots:

@@ -27,7 +27,11 @@ def shared_copy(module: M) -> M:
     # deepcopy consults the memo first: pre-seeding it with every tensor maps each one
     # to itself, so only the Python objects around them (modules, configs) are copied.
     memo: dict[int, object] = {id(t): t for t in (*module.parameters(), *module.buffers())}
-    return copy.deepcopy(module, memo)
+    duplicate = copy.deepcopy(module, memo)
+    from .fast import recompiled  # a deep copy drops compiled calls: compile the copy again
+
+    recompiled(duplicate)
+    return duplicate
 
 
 def replace_parameter(module: torch.nn.Module, name: str, value: torch.Tensor) -> None:

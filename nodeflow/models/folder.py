@@ -50,14 +50,15 @@ def load_folder(folder: Path, dtype: str = "fp32", device: str = "cpu", predicti
     torch_dtype = DTYPES[dtype]
     texts = _text_parts(folder, family, torch_dtype)
     # low_cpu_mem_usage=False: the fast path needs `accelerate`, which we do not depend on.
-    unet = UNet2DConditionModel.from_pretrained(
-        str(folder / "unet"), torch_dtype=torch_dtype, local_files_only=True, low_cpu_mem_usage=False,
-        variant=_variant(folder / "unet", "diffusion_pytorch_model"),
-    )
-    vae = AutoencoderKL.from_pretrained(
-        str(folder / "vae"), torch_dtype=torch_dtype, local_files_only=True, low_cpu_mem_usage=False,
-        variant=_variant(folder / "vae", "diffusion_pytorch_model"),
-    )
+    with _built_on(device):
+        unet = UNet2DConditionModel.from_pretrained(
+            str(folder / "unet"), torch_dtype=torch_dtype, local_files_only=True, low_cpu_mem_usage=False,
+            variant=_variant(folder / "unet", "diffusion_pytorch_model"),
+        )
+        vae = AutoencoderKL.from_pretrained(
+            str(folder / "vae"), torch_dtype=torch_dtype, local_files_only=True, low_cpu_mem_usage=False,
+            variant=_variant(folder / "vae", "diffusion_pytorch_model"),
+        )
     modules = [unet, vae, *(m for k, m in texts.items() if k.startswith("text_encoder"))]
     for module in modules:
         module.to(device)  # already in torch_dtype: a dtype cast here would make diffusers warn
@@ -74,6 +75,20 @@ def load_folder(folder: Path, dtype: str = "fp32", device: str = "cpu", predicti
         family=family, tokenizer_2=texts.get("tokenizer_2"), text_encoder_2=texts.get("text_encoder_2"),
         pipeline_config=pipeline_options(family, index),
     )
+
+
+def _built_on(device: str) -> Any:
+    """Where diffusers builds a model's (uninitialised, ``torch_dtype``) parameters before filling them from the file.
+
+    On a GPU, the device itself: the weights go from the memory-mapped file straight into
+    device memory in the target dtype, with no model-sized copy on the CPU first. On the
+    CPU, the ordinary path (the one the parity tests pin down). The text encoders load on
+    the CPU in the target dtype and are moved after: transformers refuses a device there
+    without ``accelerate``.
+    """
+    import contextlib
+
+    return contextlib.nullcontext() if device == "cpu" else torch.device(device)
 
 
 def _what(family: ModelFamily) -> str:

@@ -329,7 +329,7 @@ def load_single_file(
     fitted = _converted(fit_configs, checkpoint, family, path=path, what="model") if config is None else {}
     if "v_pred" in checkpoint and prediction_type is None:
         prediction_type = "v_prediction"  # the file says so (the key ComfyUI and A1111 write)
-    modules = _build_modules(_kept(checkpoint, torch_dtype), family, folder, fitted, path)
+    modules = _build_modules(_kept(checkpoint, torch_dtype, device), family, folder, fitted, path)
     for module in modules.values():
         module.to(device)
         module.requires_grad_(False)
@@ -346,13 +346,16 @@ def load_single_file(
     )
 
 
-def _kept(checkpoint: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """The components' tensors only (EMA copies, optimizer leftovers dropped), cast to ``dtype`` and aligned.
+def _kept(checkpoint: dict[str, torch.Tensor], dtype: torch.dtype, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """The components' tensors only (EMA copies, optimizer leftovers dropped), cast to ``dtype`` on ``device``, aligned.
 
-    Casting the tensors before loading rather than the modules after: diffusers warns on
-    ``module.to(dtype)``, and a half-precision model never holds a full-precision copy.
+    Casting (and moving) the tensors before loading rather than the modules after:
+    diffusers warns on ``module.to(dtype)``, a half-precision model never holds a
+    full-precision copy, and a GPU model never holds a CPU copy (tensor by tensor
+    from the memory-mapped file straight to the device).
     """
-    return {k: _aligned(v.to(dtype) if v.is_floating_point() else v) for k, v in checkpoint.items() if k.startswith(_KEEP)}
+    return {k: _aligned(v.to(device=device, dtype=dtype) if v.is_floating_point() else v.to(device))
+            for k, v in checkpoint.items() if k.startswith(_KEEP)}
 
 
 def _scheduler_config(folder: Path, family: ModelFamily, prediction_type: str | None) -> dict[str, Any]:

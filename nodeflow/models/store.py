@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,20 +122,29 @@ class ModelStore:
     ``device`` is the default device (``None``: CUDA when available, else CPU) and
     ``dtype`` the default precision (``fp32``/``fp16``/``bf16``; ``None``: see the module
     docstring). ``allow_pickle`` opts in to pickle checkpoints (``.ckpt``/``.bin``/``.pt``),
-    which then load with ``weights_only=True``. An unknown or unavailable device or dtype
+    which then load with ``weights_only=True``. ``compile`` is the fast path's mode for load
+    nodes left at ``auto`` (``nodeflow run --compile``; ``None``: off; see
+    :mod:`nodeflow.models.fast`). An unknown or unavailable device, dtype or compile mode
     raises ``ValueError`` here, before anything loads.
     """
 
-    def __init__(self, device: str | None = None, dtype: str | None = None, allow_pickle: bool = False):
+    def __init__(self, device: str | None = None, dtype: str | None = None, allow_pickle: bool = False,
+                 compile: str | None = None):
+        from .fast import MODES
+
         if dtype not in (None, *DTYPES):
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+        if compile not in (None, *MODES):
+            raise ValueError(f"compile mode must be one of {', '.join(MODES)}, not {compile!r}")
         check_device(device)
         self.device = device
         self.dtype = dtype
         self.allow_pickle = allow_pickle
+        self.compile = compile
         self._lock = threading.Lock()
         self._items: dict[tuple[Any, ...], Any] = {}
         self.loads = 0  # how many times weights were really read (tests and benches count it)
+        self.load_seconds = 0.0  # time spent reading weights, all loads together (``nodeflow run --json``)
 
     def resolve_device(self, device: str | None = None) -> str:
         """The device a load will use: ``device``, else the store's, else CUDA when present."""
@@ -170,7 +180,9 @@ class ModelStore:
         with self._lock:  # one lock for all loads: two runs asking at once load once
             found = self._items.get(key)
             if found is None:
+                started = time.perf_counter()
                 found = self._load(real, dtype, device, prediction_type)
+                self.load_seconds += time.perf_counter() - started
                 self._items[key] = found
                 self.loads += 1
             return found

@@ -119,3 +119,42 @@ def latent_preview(samples: torch.Tensor, min_side: int = 64) -> Any:
         factor = -(-min_side // side)
         picture = picture.resize((picture.width * factor, picture.height * factor), PILImage.Resampling.NEAREST)
     return picture
+
+
+class PreviewCopies:
+    """Latent previews for a loop on any device, without making the host wait for the GPU.
+
+    On the CPU a preview is drawn at once. On CUDA, :meth:`offer` starts a non-blocking
+    copy of the first latent into pinned memory and returns; the picture is shown at a
+    later offer, once the copy's event says it is done (a copy still in flight makes
+    that offer start no new one). The last offer (``last=True``) waits for its copy:
+    the loop is over, and the run's next step (the decode) needs the GPU's work anyway.
+    """
+
+    def __init__(self, show: Any):
+        self._show = show  # called with each preview picture (ctx.preview)
+        self._pending: tuple[torch.Tensor, Any] | None = None
+
+    def offer(self, samples: torch.Tensor, last: bool = False) -> None:
+        """A preview of ``samples`` at this step (see the class docstring)."""
+        if samples.device.type != "cuda":
+            self._show(latent_preview(samples))
+            return
+        if self._pending is not None:
+            if not (last or self._pending[1].query()):
+                return
+            self._flush()
+        copy = torch.empty(tuple(samples.shape[1:]), dtype=samples.dtype, pin_memory=True)
+        copy.copy_(samples[0], non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        self._pending = (copy, done)
+        if last:
+            self._flush()
+
+    def _flush(self) -> None:
+        assert self._pending is not None
+        copy, done = self._pending
+        self._pending = None
+        done.synchronize()
+        self._show(latent_preview(copy[None]))

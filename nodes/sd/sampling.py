@@ -161,6 +161,7 @@ class Denoise:
         generator = _common.stream(latents.generator_state)
         total = len(remaining)
         last_preview = -PREVIEW_INTERVAL
+        previews = _common.PreviewCopies(ctx.preview)  # never waits for the GPU mid-loop
         for i, t in enumerate(remaining):
             ctx.check_cancelled()
             index = state.index + i
@@ -170,7 +171,7 @@ class Denoise:
             samples = keep_unmasked(scheduler, latents, samples, _next_t(scheduler.timesteps, index))
             now = time.perf_counter()
             if ctx.emit is not None and (now - last_preview >= PREVIEW_INTERVAL or i + 1 == total):
-                ctx.preview(_common.latent_preview(samples))
+                previews.offer(samples, last=i + 1 == total)
                 last_preview = now
             ctx.progress(i + 1, total)
         return dataclasses.replace(latents, samples=samples, generator_state=generator.get_state())
