@@ -59,10 +59,15 @@ def text_graph(text: str = "hello", name: str = "out.txt") -> dict[str, Any]:
     return {"nodes": {"w": {"type": "srvtest.write_text", "inputs": {"text": text, "name": name}}}}
 
 
-def wait_graph(release: Path, pairs: int = 0) -> dict[str, Any]:
-    """``srvtest.wait_for_file`` (ignores cancellation; ends once ``release`` exists), plus ``pairs`` int->show pairs."""
+def wait_graph(release: Path, pairs: int = 0, started: Path | None = None) -> dict[str, Any]:
+    """``srvtest.wait_for_file`` (ignores cancellation; ends once ``release`` exists), plus ``pairs`` int->show pairs.
+
+    With ``started``, the node creates that file as it begins (a run's status turns
+    ``running`` when a worker claims it, before its first node starts).
+    """
     graph = pairs_graph(pairs)
-    graph["nodes"]["wait"] = {"type": "srvtest.wait_for_file", "inputs": {"path": str(release)}}
+    inputs = {"path": str(release)} | ({"started": str(started)} if started else {})
+    graph["nodes"]["wait"] = {"type": "srvtest.wait_for_file", "inputs": inputs}
     return graph
 
 
@@ -107,7 +112,7 @@ class Client:
             assert resp.status == 200
             return await resp.json()
 
-    async def wait(self, run_id: str, timeout: float = 20.0, until: tuple[str, ...] = FINISHED) -> dict[str, Any]:
+    async def wait(self, run_id: str, timeout: float = 120.0, until: tuple[str, ...] = FINISHED) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while True:
             record = await self.run(run_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import io
 import json
@@ -176,10 +177,10 @@ async def test_an_upload_on_a_full_disk_answers_507_and_leaves_no_temp_file(tmp_
 
 # -- cancellation that a node ignores -----------------------------------------------------------
 async def test_a_cancel_accepted_with_202_never_ends_in_succeeded(tmp_path):
-    release = tmp_path / "release"
+    release, started = tmp_path / "release", tmp_path / "started"
     async with serving(tmp_path / "data") as c:
-        run_id = await c.submit(wait_graph(release))
-        await c.wait(run_id, until=("running",))
+        run_id = await c.submit(wait_graph(release, started=started))
+        await until_exists(started)  # the node is inside its step, where the cancel cannot reach
         async with c.session.post(f"/api/runs/{run_id}/cancel") as resp:
             assert resp.status == 202
         release.touch()  # the node never looked at its cancel token, and finishes
@@ -188,6 +189,13 @@ async def test_a_cancel_accepted_with_202_never_ends_in_succeeded(tmp_path):
     assert record["errors"][0]["code"] == "cancelled"
     assert record["nodes"]["wait"]["status"] == "ran"
     assert [o["path"] for o in record["outputs"]] == [f"{run_id}/done.txt"]  # what it made is kept
+
+
+async def until_exists(path: Path, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path.name} was not created within {timeout} s"
+        await asyncio.sleep(0.02)
 
 
 # -- SIGTERM while a node ignores cancellation ---------------------------------------------------

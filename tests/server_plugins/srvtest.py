@@ -6,6 +6,7 @@ depend on the Stable Diffusion pack.
 
 import os
 import time
+from pathlib import Path
 
 from PIL import Image
 
@@ -68,9 +69,12 @@ class WaitForFile:
 
     path = Input("STRING", default="")
     timeout = Input("FLOAT", default=600.0, min=0.0, max=3600.0)
+    started = Input("STRING", default="", description="a file created when the node starts (tests wait on it)")
     out = Output("STRING")
 
-    def run(self, ctx, path, timeout):
+    def run(self, ctx, path, timeout, started=""):
+        if started:
+            Path(started).touch()
         deadline = time.monotonic() + timeout
         while not os.path.exists(path) and time.monotonic() < deadline:
             time.sleep(0.01)  # deliberately no ctx.progress / ctx.check_cancelled
