@@ -123,13 +123,13 @@ def test_a_worker_killed_mid_sweep_has_its_job_retried_and_every_image_is_writte
 
 # -- failures and cancellation --------------------------------------------------------------------------
 def test_a_job_whose_worker_dies_on_every_attempt_is_reported_as_worker_failed(ray_backend, tmp_path):
-    result = ray_backend.submit({"nodes": {"die": {"type": "sweeptest.die", "inputs": {}}}}, {}, tmp_path).result(timeout=60)
+    result = ray_backend.submit({"nodes": {"die": {"type": "sweeptest.die", "inputs": {}}}}, {}, tmp_path).result(timeout=180)
     assert result.status == "failed" and result.attempts == 2
     assert result.errors[0].code == "worker_failed" and "died 2 time(s)" in result.errors[0].message
 
 
 def test_a_job_that_fails_on_its_own_is_not_retried(ray_backend, tmp_path):
-    result = ray_backend.submit(paint_graph(fail_on=3), {"value": 3}, tmp_path).result(timeout=60)
+    result = ray_backend.submit(paint_graph(fail_on=3), {"value": 3}, tmp_path).result(timeout=180)
     assert (result.status, result.attempts) == ("failed", 1)
     assert result.errors[0].code == "node_failed" and "the one that fails" in result.errors[0].message
 
@@ -144,7 +144,7 @@ def test_cancelling_a_running_job_stops_it_on_the_worker(ray_backend, tmp_path):
             token.cancel()  # cancel as soon as the job is seen running on its worker
 
     future = ray_backend.submit(paint_graph(steps=100, delay=0.05), {"value": 1}, tmp_path, on_event, token)
-    result = future.result(timeout=60)
+    result = future.result(timeout=180)
     assert result.status == "cancelled" and result.errors[0].code == "cancelled"
     assert steps and max(steps) < 100  # the 100-step job did not run to its end
 
@@ -162,7 +162,7 @@ def test_progress_events_arrive_while_the_job_is_still_running(ray_backend, tmp_
 
     future = ray_backend.submit(paint_graph(steps=10, delay=0.1), {"value": 1}, tmp_path, on_event)
     holder.append(future)
-    future.result(timeout=60)
+    future.result(timeout=180)
     assert seen.count("progress") == 10
     assert done_when_seen and not done_when_seen[0]  # the first step was delivered while the job still ran
     assert seen.index("run_started") < seen.index("node_started") < seen.index("progress") < seen.index("run_finished")
@@ -180,7 +180,7 @@ def test_output_files_are_on_this_machine_when_their_event_arrives(ray_backend, 
     assert [Path(o["path"]) for o in result.outputs] == [tmp_path / "paint_paint.png"]
 
 
-def wait_until_every_worker_is_up(backend: RayBackend, timeout: float = 30.0) -> None:
+def wait_until_every_worker_is_up(backend: RayBackend, timeout: float = 180.0) -> None:
     """Earlier tests kill workers; Ray restarts them in the background."""
     deadline = time.monotonic() + timeout
     while any(w["state"] not in ("idle", "busy") for w in backend.worker_states()):
@@ -261,7 +261,7 @@ async def submit(session: Any, graph: dict[str, Any]) -> str:
         return body["id"]
 
 
-async def finished(session: Any, run_id: str, timeout: float = 60.0) -> dict[str, Any]:
+async def finished(session: Any, run_id: str, timeout: float = 180.0) -> dict[str, Any]:
     """The run's record once it has ended."""
     import asyncio
 
