@@ -67,7 +67,11 @@ def load_controlnet(path: str | Path, dtype: torch.dtype, device: str, base_unet
         model = ControlNetModel.from_pretrained(str(path), local_files_only=True, low_cpu_mem_usage=False)
     else:
         model = _from_single_file(Path(path))
-    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    # diffusers' ModelMixin.to warns about fp32-kept modules on every cast, even when it has none:
+    # cast only when the precision really changes.
+    if model.dtype != dtype:
+        model = model.to(dtype=dtype)
+    return model.to(device=device).eval().requires_grad_(False)
 
 
 def demo_controlnet(unet: Any, seed: int, hint_channels: tuple[int, ...]) -> Any:
