@@ -293,3 +293,57 @@ def test_a_linked_model_path_mismatch_fails_at_run_time_naming_both(xl, tiny_sd_
     assert result.status == "failed"
     message = " ".join(e.message for e in result.errors)
     assert "SDXL" in message and "SD 1.x" in message
+
+
+# ------------------------------------------------------------------------------- prompt syntax
+@pytest.fixture(scope="module")
+def clip(xl, sd_models) -> Any:
+    """The base model's CLIP value, as Load Model gives it."""
+    from nodeflow.values import TextEncoders
+
+    parts = sd_models.load_sd(xl["base"])
+    return TextEncoders(parts.family.value, parts.tokenizer, parts.text_encoder, parts.tokenizer_2, parts.text_encoder_2,
+                        dict(parts.pipeline_config))
+
+
+def test_a_weight_of_one_encodes_as_the_plain_prompt(clip):
+    from nodeflow_nodes.sd.sdxl import encode_prompts
+
+    plain, plain_pooled = encode_prompts(clip, "a red fox", "")
+    weighted, weighted_pooled = encode_prompts(clip, "a (red:1.0) fox", "")
+
+    assert torch.equal(weighted, plain) and torch.equal(weighted_pooled, plain_pooled)
+
+
+def test_a_weighted_token_moves_only_its_own_position_in_both_encoders(clip):
+    from nodeflow_nodes.sd.sdxl import encode_prompts
+
+    plain, plain_pooled = encode_prompts(clip, "a red fox", "")
+    weighted, weighted_pooled = encode_prompts(clip, "a (red:1.5) fox", "")
+
+    changed = (weighted != plain).any(dim=0)  # [77, D_l + D_g]
+    assert changed[2, :TEXT_L].any() and changed[2, TEXT_L:].any()  # "red" (after the start token and "a"), both halves
+    assert not changed[[0, 1, *range(3, 77)]].any()
+    assert torch.equal(weighted_pooled, plain_pooled)  # the pooled embedding is the unweighted encoder output
+
+
+def test_a_long_prompt_is_encoded_in_chunks_with_the_first_chunks_pool(clip):
+    from nodeflow_nodes.sd.sdxl import encode_prompts
+
+    long, long_pooled = encode_prompts(clip, " ".join(["fox"] * 100), "a cat")
+    first, first_pooled = encode_prompts(clip, " ".join(["fox"] * 75), "a cat")
+    empty, _ = encode_prompts(clip, "", "")
+
+    # Chunks are encoded in one batch: equal to single encodes up to the batched kernels' rounding.
+    assert long.shape == (1, 154, TEXT_L + TEXT_G)
+    torch.testing.assert_close(long[:, :77], first, rtol=0, atol=1e-5)
+    torch.testing.assert_close(long_pooled, first_pooled, rtol=0, atol=1e-5)
+    torch.testing.assert_close(long[:, 77:, TEXT_L:], empty[:, :, TEXT_L:], rtol=0, atol=1e-5)  # bigG's short prompt: padded
+    assert not torch.allclose(long[:, 77:, :TEXT_L], empty[:, :, :TEXT_L], atol=1e-3)  # CLIP-L's second chunk is the 25 foxes
+
+
+def test_embeddings_in_sdxl_prompts_are_refused_clearly(clip):
+    from nodeflow_nodes.sd.sdxl import encode_prompts
+
+    with pytest.raises(ValueError, match="embedding:style is not supported in SDXL prompts"):
+        encode_prompts(clip, "a fox, embedding:style", "")
