@@ -347,3 +347,39 @@ def test_embeddings_in_sdxl_prompts_are_refused_clearly(clip):
 
     with pytest.raises(ValueError, match="embedding:style is not supported in SDXL prompts"):
         encode_prompts(clip, "a fox, embedding:style", "")
+
+
+# ------------------------------------------------------------------------------- LoRA
+def test_the_lora_node_merges_an_sdxl_loras_text_layers_into_both_encoders_of_the_clip(xl, clip, sd_registry, sd_models, tmp_path):
+    # peft names -> (module in the loaded model, in features, out features); alpha absent: scale 1.
+    layers = {
+        "text_encoder.text_model.encoder.layers.0.self_attn.q_proj": ("text_encoder", "encoder.layers.0.self_attn.q_proj", TEXT_L, TEXT_L),
+        "text_encoder_2.text_model.encoder.layers.1.self_attn.out_proj": ("text_encoder_2", "text_model.encoder.layers.1.self_attn.out_proj",
+                                                                          TEXT_G, TEXT_G),
+        "unet.down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k": ("unet", "", TEXT_L + TEXT_G, 64),
+    }
+    gen = torch.Generator().manual_seed(3)
+    tensors = {}
+    for name, (_, _, width, out) in layers.items():
+        tensors[f"{name}.lora_A.weight"] = torch.randn(4, width, generator=gen)
+        tensors[f"{name}.lora_B.weight"] = torch.randn(out, 4, generator=gen)
+    path = tmp_path / "xl_lora.safetensors"
+    save_file(tensors, str(path))
+    doc = json.loads((WORKFLOWS / "sdxl_txt2img.json").read_text())
+    doc["nodes"]["lora"] = {"type": "sd.lora", "inputs": {"unet": {"node": "load", "output": "unet"}, "clip": {"node": "load", "output": "clip"},
+                                                         "lora": str(path), "strength_unet": 0.5, "strength_text": 0.7}}
+    doc["nodes"]["encode"]["inputs"]["clip"] = {"node": "lora", "output": "lora_clip"}
+    doc["nodes"]["denoise"]["inputs"]["unet"] = {"node": "lora", "output": "lora_unet"}
+    inputs = _txt2img_inputs(xl["base"], "euler")
+
+    got = _run(sd_registry, sd_models, parse_graph(doc), tmp_path, inputs, "lora")
+    image = _run(sd_registry, sd_models, parse_graph(doc), tmp_path / "lora", inputs)
+    plain = _run(sd_registry, sd_models, _graph("sdxl_txt2img"), tmp_path / "plain", inputs)
+
+    for name, (part, module, _, _) in list(layers.items())[:2]:
+        base = dict(getattr(clip, part).named_modules())[module].weight
+        merged = dict(getattr(got["lora_clip"], part).named_modules())[module].weight
+        expected = base + 0.7 * (tensors[f"{name}.lora_B.weight"] @ tensors[f"{name}.lora_A.weight"])
+        torch.testing.assert_close(merged, expected, rtol=0, atol=1e-5)
+    assert got["lora_clip"].family == "sdxl" and got["lora_text_encoder"] is None
+    assert not torch.equal(image["image"].pixels, plain["image"].pixels)
