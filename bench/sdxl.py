@@ -1,12 +1,13 @@
 """SDXL txt2img through a nodeflow graph and through diffusers' StableDiffusionXLPipeline: time and peak RSS.
 
-    python bench/sdxl.py [--size 512] [--steps 2] [--repeats 3] [--threads N] [--model DIR] [--no-rss]
+    python bench/sdxl.py [--size 512] [--steps 2] [--repeats 3] [--threads N] [--model DIR] [--dtype fp32|bf16] [--no-rss]
 
 The model is SDXL-shaped with random weights: every component is built from the shipped
 skeleton configs (``nodeflow/models/configs/sdxl``: the real SDXL base UNet, VAE, CLIP-L
 and OpenCLIP-bigG), seeded, stored in fp16 in a temporary folder (in its own subprocess)
-and loaded back in fp32 by both sides. Nothing is downloaded. ``--model`` takes an SDXL
-diffusers folder of your own instead.
+and loaded back in ``--dtype`` (fp32 by default; fp32 SDXL needs about 15 GB, load
+transients included, so ``bf16`` halves it) by both sides. Nothing is downloaded.
+``--model`` takes an SDXL diffusers folder (your own, or one an earlier run built) instead.
 
 Time: one process, one set of loaded modules (the store's; the pipeline is built from
 them). Runs alternate graph (``workflows/sdxl_txt2img.json``, fresh cache) / pipeline,
@@ -79,10 +80,13 @@ def build(out: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- one side
+DTYPE = "fp32"  # set by --dtype
+
+
 def graph_inputs(model: str, steps: int, size: int) -> dict[str, Any]:
     """The sdxl_txt2img workflow's graph inputs (an empty negative prompt: zeros, as the pipeline without one)."""
     return {"model": model, "prompt": PROMPT, "negative_prompt": "", "seed": SEED, "steps": steps, "guidance_scale": GUIDANCE,
-            "width": size, "height": size, "scheduler": SCHEDULER}
+            "width": size, "height": size, "scheduler": SCHEDULER, "load.dtype": DTYPE}
 
 
 def make_pipeline(parts: Any) -> Any:
@@ -139,7 +143,9 @@ def child(side: str, model: str, steps: int, size: int) -> None:
     else:
         import diffusers
 
-        pipe = diffusers.StableDiffusionXLPipeline.from_pretrained(model, local_files_only=True, torch_dtype=torch.float32,
+        from nodeflow.models.store import DTYPES
+
+        pipe = diffusers.StableDiffusionXLPipeline.from_pretrained(model, local_files_only=True, torch_dtype=DTYPES[DTYPE],
                                                                    low_cpu_mem_usage=False, add_watermarker=False)
         pipe.scheduler = getattr(diffusers, SCHEDULER).from_config(pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
@@ -160,7 +166,7 @@ def compare_time(model: str, steps: int, size: int, repeats: int) -> dict[str, A
     t0 = time.perf_counter()
     graph_pixels = run_graph(executor, model, steps, size, work / "first")  # loads the model too
     first = time.perf_counter() - t0
-    pipe = make_pipeline(store.load_sd(model))
+    pipe = make_pipeline(store.load_sd(model, dtype=DTYPE))
     graph_times, pipe_times, pipe_pixels = [], [], None
     for i in range(repeats):
         t0 = time.perf_counter()
@@ -180,7 +186,7 @@ def compare_rss(model: str, steps: int, size: int, threads: int) -> dict[str, An
     found = {}
     for side in ("graph", "diffusers"):
         cmd = [sys.executable, __file__, "--child", side, "--model", model, "--steps", str(steps), "--size", str(size),
-               "--threads", str(threads)]
+               "--threads", str(threads), "--dtype", DTYPE]
         done = subprocess.run(cmd, capture_output=True, text=True, check=True)
         found[side] = json.loads(done.stdout.strip().splitlines()[-1])
     return found
@@ -194,10 +200,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="both sides' weight precision")
     parser.add_argument("--no-rss", action="store_true")
     parser.add_argument("--child", choices=["graph", "diffusers"], help=argparse.SUPPRESS)
     parser.add_argument("--build", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global DTYPE
+    DTYPE = args.dtype
     torch.set_num_threads(args.threads)
     if args.child:
         child(args.child, args.model, args.steps, args.size)
@@ -214,7 +223,7 @@ def main() -> None:
         subprocess.run([sys.executable, __file__, "--build", model], check=True)  # its own process: its memory is returned
         print(f"built the random SDXL folder in {time.perf_counter() - t0:.0f} s", flush=True)
     timing = compare_time(model, args.steps, args.size, args.repeats)
-    print(f"\n== SDXL txt2img {args.size}x{args.size}, {args.steps} steps, {SCHEDULER}, fp32 CPU")
+    print(f"\n== SDXL txt2img {args.size}x{args.size}, {args.steps} steps, {SCHEDULER}, {DTYPE} CPU")
     print(f"first graph run (model load included): {timing['first_graph_s']:.1f} s")
     print(f"time: graph {timing['graph_s']:.2f} s, diffusers {timing['diffusers_s']:.2f} s (medians of {args.repeats}), "
           f"ratio {timing['ratio']:.3f}; pixels identical: {timing['identical']}")
