@@ -200,6 +200,22 @@ def test_base_plus_refiner_equals_diffusers_ensemble_of_experts(scheduler, xl, p
     assert np.array_equal(_uint8(got["image"].pixels), expected)
 
 
+def test_a_refiner_seeded_on_its_own_equals_a_refiner_call_with_its_own_generator(xl, pipes, sd_registry, sd_models, tmp_path):
+    settings = {"negative_prompt": NEGATIVE, "num_inference_steps": 4, "guidance_scale": GUIDANCE}
+    latents = _with(pipes["base"], "EulerAncestralDiscreteScheduler")(
+        PROMPT, width=WIDTH, height=HEIGHT, denoising_end=0.7, output_type="latent", generator=torch.Generator("cpu").manual_seed(SEED),
+        **settings).images
+    expected = _expected(_with(pipes["refiner"], "EulerAncestralDiscreteScheduler")(
+        PROMPT, image=latents, denoising_start=0.7, generator=torch.Generator("cpu").manual_seed(77), **settings).images)
+    inputs = {"model": str(xl["base"]), "refiner": str(xl["refiner"]), "prompt": PROMPT, "negative_prompt": NEGATIVE, "seed": SEED,
+              "steps": 4, "guidance_scale": GUIDANCE, "width": WIDTH, "height": HEIGHT, "scheduler": "euler_a", "high_noise_frac": 0.7,
+              "refiner_init.seed": 77}
+
+    got = _run(sd_registry, sd_models, _graph("sdxl_refiner"), tmp_path, inputs)
+
+    assert np.array_equal(_uint8(got["image"].pixels), expected)
+
+
 # ------------------------------------------------------------------------------- single file
 def test_a_single_file_in_the_sgm_layout_gives_its_folders_pixels(xl, sd_registry, sd_models, tmp_path):
     path = xl["root"] / "tiny-sdxl-nodes.safetensors"

@@ -100,7 +100,7 @@ class Img2ImgInit:
         if scheduler.index != 0:
             raise ValueError("img2img init needs a fresh scheduler state (straight from the Scheduler node)")
         if 0 < denoising_start < 1:
-            return _continued(latents, scheduler, denoising_start)
+            return _continued(latents, scheduler, denoising_start, seed)
         steps = scheduler.steps
         init_timestep = min(int(steps * strength), steps)
         t_start = max(steps - init_timestep, 0)
@@ -117,12 +117,13 @@ class Img2ImgInit:
         }
 
 
-def _continued(latents: Latents, state: SchedulerState, denoising_start: float) -> dict[str, Any]:
+def _continued(latents: Latents, state: SchedulerState, denoising_start: float, seed: int) -> dict[str, Any]:
     """Latents a base model stopped at ``denoising_start``, as they are, and the state from there on.
 
     ``StableDiffusionXLImg2ImgPipeline`` with ``denoising_start``: the steps whose
     timesteps lie below the cutoff remain, and no noise is added (the latents still
-    carry the noise the base model left).
+    carry the noise the base model left). ``seed`` >= 0 starts a new random stream for
+    stochastic steps (a refiner called with its own generator); -1 continues the latents'.
     """
     from .schedulers import start_index
 
@@ -132,6 +133,8 @@ def _continued(latents: Latents, state: SchedulerState, denoising_start: float) 
         raise ValueError(f"denoising_start {denoising_start} leaves no step to run with {state.steps} steps")
     if hasattr(sched, "set_begin_index"):
         sched.set_begin_index(begin)
+    if seed >= 0:
+        latents = dataclasses.replace(latents, generator_state=_common.stream(seed=seed).get_state())
     return {"noised": latents, "remaining": dataclasses.replace(state, scheduler=sched, index=begin, start=begin)}
 
 
