@@ -20,22 +20,23 @@ class VAEDecode:
 
     vae = Input("VAE")
     latents = Input("LATENTS")
-    upcast = Input("BOOL", default=False, description="decode a half-precision VAE in fp32 when its config says force_upcast, as"
+    upcast = Input("BOOL", default=False, description="decode an fp16 VAE in fp32 when its config says force_upcast, as"
                    " diffusers' SDXL pipelines do (SDXL's original VAE overflows in fp16)")
     image = Output("IMAGE")
 
     def run(self, ctx: Context, vae: Any, latents: Latents, upcast: bool = False) -> Image:
-        return decode(upcast_vae(ctx, vae) if upcast else vae, latents)
+        return decode(upcast_vae(ctx, vae, (torch.float16,)) if upcast else vae, latents)
 
 
-def upcast_vae(ctx: Context, vae: Any) -> Any:
-    """An fp32 copy of a half-precision ``vae`` whose config asks for it (``force_upcast``), else ``vae``.
+def upcast_vae(ctx: Context, vae: Any, dtypes: tuple[torch.dtype, ...]) -> Any:
+    """An fp32 copy of ``vae`` when its weights are one of ``dtypes`` and its config asks for it (``force_upcast``), else ``vae``.
 
-    diffusers' SDXL pipelines move their VAE to fp32 for encoding and decoding; the copy
-    (made once, kept by the model store) leaves the shared fp16 VAE as it is.
+    diffusers' SDXL pipelines move their VAE to fp32 to decode when it is fp16, and to
+    encode (img2img) whatever its precision; the copy (made once, kept by the model
+    store) leaves the shared VAE as it is.
     """
     _, dtype = _common.placement(vae)
-    if dtype not in (torch.float16, torch.bfloat16) or not getattr(vae.config, "force_upcast", False):
+    if dtype not in dtypes or not getattr(vae.config, "force_upcast", False):
         return vae
     import copy
 
@@ -75,7 +76,7 @@ class VAEEncode:
     def run(self, ctx: Context, vae: Any, image: Image, seed: int, mode: str, upcast: bool = False) -> Latents:
         if not upcast:
             return encode(vae, image, _common.stream(seed=seed), mode)
-        return encode(upcast_vae(ctx, vae), image, _common.stream(seed=seed), mode, out_dtype=_common.placement(vae)[1])
+        return encode(upcast_vae(ctx, vae, (torch.float16, torch.bfloat16)), image, _common.stream(seed=seed), mode, out_dtype=_common.placement(vae)[1])
 
 
 def encode(vae: Any, image: Image, generator: torch.Generator, mode: str = "sample", out_dtype: torch.dtype | None = None) -> Latents:
