@@ -10,10 +10,10 @@ transients included, so ``bf16`` halves it) by both sides. Nothing is downloaded
 ``--model`` takes an SDXL diffusers folder (your own, or one an earlier run built) instead.
 
 Time: one process, one set of loaded modules (the store's; the pipeline is built from
-them). Runs alternate graph (``workflows/sdxl_txt2img.json``, fresh cache) / pipeline,
-after no warm-up (a run is seconds long), and the medians are compared; the first graph
-run also loads the model, so it is reported apart and left out. Both sides' pixels are
-compared too.
+them). Runs alternate pipeline / graph (``workflows/sdxl_txt2img.json``, fresh cache)
+and the medians are compared; the first graph run also loads the model, so it is
+reported apart and left out (a run takes a minute: no other warm-up). Both sides'
+pixels are compared too.
 
 Memory: each side runs once in a fresh subprocess (load, generate, exit) and reports
 its own peak RSS (``VmHWM``).
