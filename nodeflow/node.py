@@ -41,8 +41,8 @@ translated into nodeflow's own codes.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -340,15 +340,28 @@ class ValidationContext:
     node linked into input ``name``, or ``None`` when ``name`` is not linked; enough to
     check a combination across nodes (img2img's strength against the scheduler's steps).
     ``paths`` resolves file names as the run will.
+
+    Checks that span several nodes (is this conditioning encoded by the model whose UNet
+    it meets?) walk further up: ``source(name)`` is the same context for the node linked
+    into ``name``, with its ``node_type``, its ``literals`` and ``links`` (its linked
+    inputs' socket types).
     """
 
     node_id: str
     upstream_literals: Callable[[str], dict[str, Any] | None]
     paths: Any = None
+    node_type: str = ""
+    literals: Mapping[str, Any] = field(default_factory=dict)
+    links: Mapping[str, str] = field(default_factory=dict)
+    sources: Callable[[str], ValidationContext | None] | None = None
 
     def upstream(self, name: str) -> dict[str, Any] | None:
         """The literal inputs of the node feeding input ``name`` (``None`` if it is not linked)."""
         return self.upstream_literals(name)
+
+    def source(self, name: str) -> ValidationContext | None:
+        """The context of the node linked into input ``name`` (``None`` when it is not linked)."""
+        return self.sources(name) if self.sources is not None else None
 
 
 __all__ = [

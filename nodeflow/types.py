@@ -40,6 +40,7 @@ EMBEDDING = "EMBEDDING"
 CONTROLNET = "CONTROLNET"
 LORA = "LORA"
 DATASET = "DATASET"
+CLIP = "CLIP"
 
 #: Types whose values can be typed into a widget (a literal in the graph JSON).
 LITERAL_TYPES = frozenset({INT, FLOAT, STRING, BOOL})
@@ -70,6 +71,7 @@ DESCRIPTIONS: dict[str, str] = {
     CONTROLNET: "a ControlNet model (diffusers ControlNetModel)",
     LORA: "LoRA weights (low-rank deltas for UNet and text-encoder layers)",
     DATASET: "training images with their captions",
+    CLIP: "a model's tokenizers and text encoders with its family (SDXL's two; SD 1.x/2.x's one)",
 }
 
 #: Python annotations that stand for a primitive socket type.
@@ -136,7 +138,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ANY", "INT", "FLOAT", "STRING", "BOOL", "TOKENIZER", "TEXT_ENCODER", "UNET", "VAE", "SCHEDULER_CONFIG",
-    "SCHEDULER", "TOKENS", "CONDITIONING", "LATENTS", "NOISE_PRED", "IMAGE", "MASK", "EMBEDDING", "CONTROLNET", "LORA", "DATASET",
+    "SCHEDULER", "TOKENS", "CONDITIONING", "LATENTS", "NOISE_PRED", "IMAGE", "MASK", "EMBEDDING", "CONTROLNET", "LORA", "DATASET", "CLIP",
     "LITERAL_TYPES", "WIDENINGS", "DESCRIPTIONS", "PRIMITIVES", "can_connect", "convert", "compatibility_table",
     "socket_type_of",
 ]

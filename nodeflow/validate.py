@@ -196,12 +196,7 @@ def _hook_errors(node_id: str, schema: NodeSchema, registry: Registry, out: Chec
     if hook is None:
         return []
     links = out.links[node_id]
-
-    def upstream(name: str) -> dict[str, Any] | None:
-        link = links.get(name)
-        return dict(out.literals.get(link[0], {})) if link is not None else None
-
-    context = ValidationContext(node_id, upstream, paths)
+    context = _context(node_id, out, paths)
     values = {**out.literals[node_id], **dict.fromkeys(links)}
     try:
         said = hook(cls(), context, **values)  # type: ignore[misc]
@@ -209,6 +204,23 @@ def _hook_errors(node_id: str, schema: NodeSchema, registry: Registry, out: Chec
         return [ErrorInfo("invalid_value", f"'{schema.id}' could not check its inputs: {type(exc).__name__}: {exc}", node_id)]
     items = [] if said is None else [said] if isinstance(said, (str, ErrorInfo)) else list(said)
     return [_hook_error(node_id, item) for item in items]
+
+
+def _context(node_id: str, out: Checked, paths: PathResolver | None) -> ValidationContext:
+    """What a hook of ``node_id`` may ask about its node and, through ``source``, the nodes above it."""
+    links = out.links.get(node_id, {})
+
+    def upstream(name: str) -> dict[str, Any] | None:
+        link = links.get(name)
+        return dict(out.literals.get(link[0], {})) if link is not None else None
+
+    def source(name: str) -> ValidationContext | None:
+        link = links.get(name)
+        return _context(link[0], out, paths) if link is not None else None
+
+    return ValidationContext(node_id, upstream, paths, node_type=out.types.get(node_id, ""),
+                             literals=dict(out.literals.get(node_id, {})), links={k: v[3] for k, v in links.items()},
+                             sources=source)
 
 
 def _hook_error(node_id: str, item: str | ErrorInfo) -> ErrorInfo:

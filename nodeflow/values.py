@@ -78,7 +78,10 @@ class Conditioning:
       of that rectangle (ComfyUI's ConditioningSetArea), with its edges feathered;
     * ``mask``: float [1 or B, 1, H, W]: the entry's weight per pixel (ConditioningSetMask);
     * ``strength``: the entry's weight against the others;
-    * ``controls``: ControlNets applied to this entry, in order (their residuals add up).
+    * ``controls``: ControlNets applied to this entry, in order (their residuals add up);
+    * ``family``: the model family whose text encoder(s) made it (a
+      :class:`~nodeflow.models.families.ModelFamily` value such as ``"sdxl"``; ``""``
+      when not known), so a sampler can name both families when it meets another's UNet.
 
     ``combined`` holds further entries (ConditioningCombine): the noise prediction of a
     side is the per-pixel weighted mean of its entries' predictions, weights
@@ -95,6 +98,7 @@ class Conditioning:
     strength: float = 1.0
     controls: tuple[ControlApplication, ...] = ()
     combined: tuple[Conditioning, ...] = ()
+    family: str = ""
 
     @property
     def entries(self) -> tuple[Conditioning, ...]:
@@ -200,7 +204,9 @@ class SchedulerState:
     a new state, so a cached state can feed any number of branches. ``index`` is the
     position in ``scheduler.timesteps`` of the next step; ``eta`` is DDIM's eta;
     ``start`` the index this run began at (img2img skips the first timesteps), so
-    fractions of the schedule (a ControlNet's start/end) count from there.
+    fractions of the schedule (a ControlNet's start/end) count from there. ``end``, when
+    set, is the index the run stops before (SDXL's ``denoising_end``: the base model
+    leaves the last timesteps to the refiner).
     """
 
     __socket_type__: ClassVar[str] = t.SCHEDULER
@@ -211,6 +217,7 @@ class SchedulerState:
     name: str = ""
     eta: float = 0.0
     start: int = 0
+    end: int | None = None
 
     @property
     def timesteps(self) -> torch.Tensor:
@@ -218,9 +225,15 @@ class SchedulerState:
         return self.scheduler.timesteps  # type: ignore[no-any-return]
 
     @property
+    def stop(self) -> int:
+        """The index the run stops before: ``end``, else the number of timesteps."""
+        total = len(self.scheduler.timesteps)
+        return total if self.end is None else min(self.end, total)
+
+    @property
     def remaining(self) -> int:
         """How many steps are left."""
-        return len(self.scheduler.timesteps) - self.index
+        return self.stop - self.index
 
 
 @dataclass(frozen=True)
@@ -231,6 +244,27 @@ class Embedding:
 
     token: str
     vectors: torch.Tensor
+
+
+@dataclass(frozen=True)
+class TextEncoders:
+    """A model's tokenizers and text encoders with its family: the CLIP value (Load Model's ``clip``).
+
+    SD 1.x/2.x fill ``tokenizer``/``text_encoder``; SDXL base adds ``tokenizer_2``/
+    ``text_encoder_2`` (OpenCLIP-bigG with its projection, which gives the pooled
+    embedding); the SDXL refiner has only the second pair. ``pipeline_config`` holds what
+    diffusers' pipeline reads from the model folder (SDXL: ``force_zeros_for_empty_prompt``,
+    ``requires_aesthetics_score``). Modules belong to the model store: never changed.
+    """
+
+    __socket_type__: ClassVar[str] = t.CLIP
+
+    family: str
+    tokenizer: Any = None
+    text_encoder: Any = None
+    tokenizer_2: Any = None
+    text_encoder_2: Any = None
+    pipeline_config: Mapping[str, Any] = field(default_factory=dict)
 
 
 def match_lengths(*embeddings: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -320,4 +354,4 @@ class Dataset:
 
 
 __all__ = ["match_lengths", "Tokens", "ControlApplication", "Conditioning", "NoiseMask", "Latents", "Image", "Mask", "NoisePred", "SchedulerState", "Embedding",
-           "LoraLayer", "Lora", "Dataset"]
+           "LoraLayer", "Lora", "Dataset", "TextEncoders"]

@@ -277,14 +277,16 @@ def test_real_shaped_checkpoint_fits_its_shipped_skeleton_exactly(skeleton: str)
         assert not differ, f"{part}: {differ}"
 
 
-def test_load_model_node_refuses_sdxl_naming_the_family(tiny: dict) -> None:
+def test_load_model_node_gives_the_refiner_with_its_family_on_the_clip(tiny: dict) -> None:
     from nodeflow_nodes.sd.load import LoadModel
 
     from nodeflow.node import Context
 
     ctx = Context(node_id="1", node_type="sd.load_model", model_store=ModelStore(device="cpu"))
-    with pytest.raises(ValueError, match="is an SDXL refiner model; the SD nodes run SD 1.x and SD 2.x"):
-        LoadModel().run(ctx, model=str(tiny[REFINER]["folder"]), dtype="fp32", device="cpu")
+    out = LoadModel().run(ctx, model=str(tiny[REFINER]["folder"]), dtype="fp32", device="cpu")
+
+    assert out["clip"].family == "sdxl_refiner" and out["clip"].pipeline_config["requires_aesthetics_score"] is True
+    assert out["tokenizer"] is None and out["text_encoder"] is None and out["clip"].text_encoder_2 is not None
 
 
 @pytest.mark.parametrize("family", [SD2, SDXL, REFINER])

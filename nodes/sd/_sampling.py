@@ -44,6 +44,7 @@ from nodeflow.interrupt import watch
 from nodeflow.values import Conditioning, ControlApplication, Latents, match_lengths
 
 from . import _common
+from ._families import check_conditioning
 
 #: ComfyUI's per-cell denominator floor: cells no entry covers come out as 0, not NaN.
 _COUNT_FLOOR = 1e-37
@@ -138,7 +139,13 @@ class Prepared:
 
 
 def prepare(unet: Any, positive: Conditioning, negative: Conditioning | None, latents: Latents) -> Prepared:
-    """The plan for denoising ``latents`` with ``positive`` (and ``negative``: guided when given)."""
+    """The plan for denoising ``latents`` with ``positive`` (and ``negative``: guided when given).
+
+    Conditioning made for another model family than the UNet's is refused here, naming both.
+    """
+    check_conditioning(unet, positive, "positive")
+    if negative is not None:
+        check_conditioning(unet, negative, "negative")
     samples = latents.samples
     concat = _concat_for(unet, latents)
     sides = [negative.entries, positive.entries] if negative is not None else [positive.entries]

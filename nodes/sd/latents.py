@@ -80,18 +80,27 @@ class Img2ImgInit:
     scheduler = Input("SCHEDULER", aliases=("timesteps",))
     strength = Input("FLOAT", default=0.8, min=0.0, max=1.0, step=0.05, description="1 ignores the image; 0 keeps it")
     seed = Input("INT", default=-1, min=-1, max=_common.MAX_SEED, widget="seed", description="-1: continue the latents' stream")
+    denoising_start = Input("FLOAT", default=0.0, min=0.0, max=1.0, step=0.05,
+                            description="> 0: continue latents a base model left at this fraction of the noise (diffusers'"
+                                        " denoising_start); strength is then ignored and no noise is added")
     noised = Output("LATENTS", display_name="latents")
     remaining = Output("SCHEDULER", display_name="scheduler", description="the scheduler state with the skipped steps behind it")
 
-    def validate_inputs(self, check: ValidationContext, strength: float | None = None, **other: Any) -> ErrorInfo | None:
+    def validate_inputs(self, check: ValidationContext, strength: float | None = None, denoising_start: float | None = None,
+                        **other: Any) -> ErrorInfo | None:
         steps = (check.upstream("scheduler") or {}).get("steps")
+        if denoising_start is not None and 0 < denoising_start < 1:
+            return None  # the strength plays no part
         if strength is not None and isinstance(steps, int) and int(steps * strength) == 0:
             return ErrorInfo("invalid_value", _no_step_left(strength, steps), input="strength")
         return None
 
-    def run(self, ctx: Context, latents: Latents, scheduler: SchedulerState, strength: float, seed: int) -> dict[str, Any]:
+    def run(self, ctx: Context, latents: Latents, scheduler: SchedulerState, strength: float, seed: int,
+            denoising_start: float = 0.0) -> dict[str, Any]:
         if scheduler.index != 0:
             raise ValueError("img2img init needs a fresh scheduler state (straight from the Scheduler node)")
+        if 0 < denoising_start < 1:
+            return _continued(latents, scheduler, denoising_start, seed)
         steps = scheduler.steps
         init_timestep = min(int(steps * strength), steps)
         t_start = max(steps - init_timestep, 0)
@@ -106,6 +115,27 @@ class Img2ImgInit:
             "noised": _noised(latents, sched, begin, seed, pure_noise=strength == 1.0),
             "remaining": dataclasses.replace(state, scheduler=sched, index=begin, start=begin),
         }
+
+
+def _continued(latents: Latents, state: SchedulerState, denoising_start: float, seed: int) -> dict[str, Any]:
+    """Latents a base model stopped at ``denoising_start``, as they are, and the state from there on.
+
+    ``StableDiffusionXLImg2ImgPipeline`` with ``denoising_start``: the steps whose
+    timesteps lie below the cutoff remain, and no noise is added (the latents still
+    carry the noise the base model left). ``seed`` >= 0 starts a new random stream for
+    stochastic steps (a refiner called with its own generator); -1 continues the latents'.
+    """
+    from .schedulers import start_index
+
+    sched: Any = copy.deepcopy(state.scheduler)
+    begin = start_index(sched, denoising_start)
+    if begin >= len(sched.timesteps):
+        raise ValueError(f"denoising_start {denoising_start} leaves no step to run with {state.steps} steps")
+    if hasattr(sched, "set_begin_index"):
+        sched.set_begin_index(begin)
+    if seed >= 0:
+        latents = dataclasses.replace(latents, generator_state=_common.stream(seed=seed).get_state())
+    return {"noised": latents, "remaining": dataclasses.replace(state, scheduler=sched, index=begin, start=begin)}
 
 
 def _size_problems(width: int | None, height: int | None) -> list[ErrorInfo]:

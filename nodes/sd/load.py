@@ -22,6 +22,7 @@ from nodeflow.budget import BudgetCheck, ModelFacts
 from nodeflow.errors import ErrorInfo
 from nodeflow.files import stamp_text
 from nodeflow.node import Context, Input, Output, ValidationContext, node
+from nodeflow.values import TextEncoders
 
 #: The embedded digits model, by name.
 DEFAULT = "default"
@@ -39,9 +40,15 @@ def compile_mode(ctx: Context, choice: str | None) -> str | None:
     return COMPILE_CHOICES[choice]
 
 
-@node("sd.load_model", display_name="Load Model", category="sd/loaders", version="1.2.0", pure=False)
+@node("sd.load_model", display_name="Load Model", category="sd/loaders", version="1.3.0", pure=False)
 class LoadModel:
-    """Load an SD 1.x model (a diffusers folder, a .safetensors file or "default") from a local path."""
+    """Load an SD 1.x, SD 2.x or SDXL (base or refiner) model from a local path.
+
+    A diffusers folder, a single-file .safetensors checkpoint or "default". ``clip``
+    carries the model's tokenizers and text encoders with its family: SDXL prompts go
+    through SDXL Text Encode from it. ``tokenizer``/``text_encoder`` are the first pair
+    (SD 1.x/2.x's only one, SDXL's CLIP-L; nothing for the refiner, which has none).
+    """
 
     model = Input("STRING", default=DEFAULT, widget="model",
                   description='a diffusers folder, a single-file .safetensors checkpoint (by path, or by name in the'
@@ -52,13 +59,19 @@ class LoadModel:
     compile = Input("STRING", default="auto", choices=list(COMPILE_CHOICES),
                     description="torch.compile the UNet and VAE decoder (faster steps after a one-off compile, small"
                                 " numerical differences); auto: nodeflow run --compile, else off; reduce-overhead adds CUDA graphs")
+    prediction = Input("STRING", default="auto", choices=["auto", "epsilon", "v_prediction"],
+                       description="what the UNet predicts; auto: the model's scheduler config (SD 2.x 768 models: v_prediction)")
     tokenizer = Output("TOKENIZER")
     text_encoder = Output("TEXT_ENCODER")
     unet = Output("UNET")
     vae = Output("VAE")
     scheduler_config = Output("SCHEDULER_CONFIG", aliases=("scheduler",), description="the model's scheduler config (a dict)")
+    clip = Output("CLIP", description="tokenizers and text encoders with the model's family (for SDXL Text Encode)")
 
     def validate_inputs(self, check: ValidationContext, model: str | None = None, **other: Any) -> ErrorInfo | None:
+        if model == "":
+            return ErrorInfo("missing_input", "no model given: set it to a diffusers folder or a single-file .safetensors checkpoint"
+                             " (nodeflow run ... --set model=PATH)", input="model")
         if model is None or model == DEFAULT or check.paths is None:
             return None
         try:
@@ -84,7 +97,10 @@ class LoadModel:
             return None
 
     def fingerprint(self, ctx: Context, model: str | None = None, dtype: str | None = None, device: str | None = None,
-                    compile: str | None = None) -> str:
+                    compile: str | None = None, prediction: str | None = None) -> str:
+        return f"{self._weights(ctx, model, dtype, device, compile)}:{prediction or 'auto'}"
+
+    def _weights(self, ctx: Context, model: str | None, dtype: str | None, device: str | None, compile: str | None) -> str:
         # Key on the weights' stamp and on the precision, device and compile mode "auto" resolves
         # to, so a disk cache never mixes fp32 and fp16, CPU and CUDA, or compiled and eager results.
         where = ctx.models.resolve_device(None if device in (None, "auto") else device)
@@ -100,11 +116,12 @@ class LoadModel:
         except (OSError, ValueError):
             return f"missing:{model}"
 
-    def run(self, ctx: Context, model: str, dtype: str, device: str, compile: str = "auto") -> dict[str, Any]:
+    def run(self, ctx: Context, model: str, dtype: str, device: str, compile: str = "auto", prediction: str = "auto") -> dict[str, Any]:
         path = model if model == DEFAULT else ctx.paths.resolve(model, "checkpoint")
-        parts = ctx.models.load_sd(path, dtype=None if dtype == "auto" else dtype, device=None if device == "auto" else device)
-        if parts.family.is_sdxl:  # the SD nodes cannot drive SDXL's second text encoder and added conditioning yet
-            raise ValueError(f"model: {model} is an {parts.family.label} model; the SD nodes run SD 1.x and SD 2.x models only")
+        parts = ctx.models.load_sd(path, dtype=None if dtype == "auto" else dtype, device=None if device == "auto" else device,
+                                   prediction_type=None if prediction == "auto" else prediction)
+        clip = TextEncoders(parts.family.value, parts.tokenizer, parts.text_encoder, parts.tokenizer_2, parts.text_encoder_2,
+                            dict(parts.pipeline_config))
         unet, vae = parts.unet, parts.vae
         mode = compile_mode(ctx, compile)
         if mode is not None:
@@ -115,6 +132,7 @@ class LoadModel:
             "unet": unet,
             "vae": vae,
             "scheduler_config": dict(parts.scheduler_config),
+            "clip": clip,
         }
 
 

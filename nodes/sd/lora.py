@@ -9,25 +9,30 @@ cache keeps that result, so it is not stored in the model store.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from nodeflow.errors import ErrorInfo
 from nodeflow.files import stamp
 from nodeflow.models import lora as lora_models
 from nodeflow.node import Context, Input, Output, ValidationContext, node
-from nodeflow.values import Lora
+from nodeflow.values import Lora, TextEncoders
 
 
-@node("sd.lora", display_name="LoRA", category="sd/loaders", version="1.1.0")
+@node("sd.lora", display_name="LoRA", category="sd/loaders", version="1.2.0")
 class ApplyLora:
     """Merge a LoRA (a .safetensors file, kohya or diffusers/peft layout, or a trained one) into new UNet and text-encoder modules.
 
     Each merged weight is ``W + strength * alpha / rank * up @ down``; a strength of 0
     passes that component through unchanged. Chain several nodes for several LoRAs.
+    For SDXL link the model's ``clip``: its first text encoder takes the LoRA's
+    ``text_encoder`` (kohya ``lora_te1_``) layers, its second the ``text_encoder_2``
+    (``lora_te2_``) ones, both at ``strength_text``.
     """
 
     unet = Input("UNET")
-    text_encoder = Input("TEXT_ENCODER")
+    text_encoder = Input("TEXT_ENCODER", optional=True, description="SD 1.x/2.x's text encoder (or SDXL's first)")
+    clip = Input("CLIP", optional=True, description="an SDXL model's text encoders: the LoRA's text layers go to both")
     lora = Input("STRING", default="", widget="file", file="lora",
                  description="LoRA file: absolute, or relative to the graph's folder, the LoRA folders or the working dir")
     trained = Input("LORA", optional=True, description="a LoRA from Train LoRA, instead of a file")
@@ -35,17 +40,18 @@ class ApplyLora:
     strength_text = Input("FLOAT", default=1.0, min=-10.0, max=10.0, step=0.05, description="weight of the LoRA in the text encoder")
     lora_unet = Output("UNET", display_name="unet")
     lora_text_encoder = Output("TEXT_ENCODER", display_name="text_encoder")
+    lora_clip = Output("CLIP", display_name="clip", description="the clip with both text encoders merged (when one is linked)")
 
     def validate_inputs(self, check: ValidationContext, lora: str | None = None, **other: Any) -> ErrorInfo | None:
         return _one_source(check, "lora", lora, "a LoRA file")
 
-    def run(self, ctx: Context, unet: Any, text_encoder: Any, lora: str, strength_unet: float, strength_text: float,
-            trained: Lora | None = None) -> dict[str, Any]:
+    def run(self, ctx: Context, unet: Any, lora: str, strength_unet: float, strength_text: float, text_encoder: Any = None,
+            clip: TextEncoders | None = None, trained: Lora | None = None) -> dict[str, Any]:
         if trained is not None:
-            return {
-                "lora_unet": lora_models.merge_lora(unet, trained.unet, strength_unet, trained.source),
-                "lora_text_encoder": lora_models.merge_lora(text_encoder, trained.text_encoder, strength_text, trained.source),
-            }
+            def merge_trained(base: Any, part: str, strength: float) -> Any:
+                return lora_models.merge_lora(base, getattr(trained, part), strength, trained.source)
+
+            return _outputs(merge_trained, unet, text_encoder, clip, strength_unet, strength_text)
         path = ctx.paths.resolve(lora, "lora")
         store = ctx.models
         parsed: list[lora_models.Lora] = []
@@ -67,10 +73,21 @@ class ApplyLora:
             key = ("lora", part, id(base), stamp(path), float(strength))
             return store.derived(key, build)[1]
 
-        return {
-            "lora_unet": merged(unet, "unet", strength_unet),
-            "lora_text_encoder": merged(text_encoder, "text_encoder", strength_text),
-        }
+        return _outputs(merged, unet, text_encoder, clip, strength_unet, strength_text)
+
+
+def _outputs(merged: Any, unet: Any, text_encoder: Any, clip: TextEncoders | None, strength_unet: float,
+             strength_text: float) -> dict[str, Any]:
+    """The node's outputs: ``merged(base, part, strength)`` applied to each component given (absent ones stay None)."""
+    def text(base: Any, part: str) -> Any:
+        return None if base is None else merged(base, part, strength_text)
+
+    new_clip = None
+    if clip is not None:
+        new_clip = dataclasses.replace(clip, text_encoder=text(clip.text_encoder, "text_encoder"),
+                                       text_encoder_2=text(clip.text_encoder_2, "text_encoder_2"))
+    return {"lora_unet": merged(unet, "unet", strength_unet), "lora_text_encoder": text(text_encoder, "text_encoder"),
+            "lora_clip": new_clip}
 
 
 def _one_source(check: ValidationContext, name: str, value: str | None, what: str) -> ErrorInfo | None:

@@ -23,10 +23,12 @@ from typing import Any
 
 import torch
 
-from nodeflow.node import Context, Input, Output, node
+from nodeflow.errors import ErrorInfo
+from nodeflow.node import Context, Input, Output, ValidationContext, node
 from nodeflow.values import Conditioning, Latents, NoisePred, SchedulerState
 
 from . import _common
+from ._families import mismatch_problems
 from ._sampling import guide, keep_unmasked, predict, prepare, scheduler_step
 
 #: Seconds between two previews. A preview costs ~0.1-0.4 ms: nothing beside a real SD step
@@ -36,7 +38,7 @@ PREVIEW_INTERVAL = 0.05
 
 def _current_t(state: SchedulerState) -> torch.Tensor:
     if state.remaining <= 0:
-        raise ValueError(f"the {state.name} state has no steps left (all {len(state.timesteps)} timesteps taken)")
+        raise ValueError(f"the {state.name} state has no steps left (all {state.stop} of its timesteps taken)")
     return state.timesteps[state.index]
 
 
@@ -64,6 +66,9 @@ class UNetStep:
     positive = Input("CONDITIONING")
     negative = Input("CONDITIONING", optional=True, description="leave unconnected for no classifier-free guidance")
     noise_pred = Output("NOISE_PRED")
+
+    def validate_inputs(self, check: ValidationContext, **literals: Any) -> list[ErrorInfo]:
+        return mismatch_problems(check)
 
     def run(
         self, ctx: Context, unet: Any, latents: Latents, scheduler: SchedulerState, positive: Conditioning, negative: Conditioning | None = None
@@ -141,6 +146,9 @@ class Denoise:
     guidance_rescale = Input("FLOAT", default=0.0, min=0.0, max=1.0, step=0.05)
     denoised = Output("LATENTS", display_name="latents")
 
+    def validate_inputs(self, check: ValidationContext, **literals: Any) -> list[ErrorInfo]:
+        return mismatch_problems(check)
+
     def run(
         self,
         ctx: Context,
@@ -154,7 +162,7 @@ class Denoise:
     ) -> Latents:
         state = scheduler
         scheduler = copy.deepcopy(state.scheduler)  # private: stepped in place like the pipeline's own
-        remaining = scheduler.timesteps[state.index :]
+        remaining = scheduler.timesteps[state.index : state.stop]  # a denoising_end stops early
         guided = guidance_scale > 1.0  # diffusers' do_classifier_free_guidance
         samples = latents.samples
         plan = prepare(unet, positive, negative if guided else None, latents)

@@ -114,6 +114,8 @@ def schedule_problem(class_name: str, schedule: str) -> str | None:
         return f"schedule '{schedule}' is not supported: {REFUSED_SCHEDULES[schedule]}"
     if schedule not in SCHEDULES:
         return f"unknown schedule '{schedule}': use one of {', '.join(SCHEDULES)}"
+    if not SCHEDULES[schedule]:
+        return None  # the model's own spacing: every class has it (and validation need not import diffusers, seconds)
     import diffusers
 
     cls = getattr(diffusers, class_name, None)
@@ -187,15 +189,22 @@ class Scheduler:
     denoise = Input("FLOAT", default=1.0, min=0.0, max=1.0, step=0.01,
                     description="< 1: run the last `steps` steps of a int(steps / denoise)-step schedule (ComfyUI's denoise)")
     start_step = Input("INT", default=0, min=0, max=10000, description="skip this many of the steps (ComfyUI's start_at_step)")
+    denoising_end = Input("FLOAT", default=1.0, min=0.0, max=1.0, step=0.05,
+                          description="< 1: stop when this fraction of the noise is removed, leaving the rest to a refiner"
+                                      " (diffusers' denoising_end)")
     scheduler = Output("SCHEDULER", aliases=("timesteps",))
 
     def validate_inputs(self, check: ValidationContext, name: str | None = None, schedule: str | None = None,
                         denoise: float | None = None, steps: int | None = None, start_step: int | None = None,
-                        **other: Any) -> list[ErrorInfo]:
-        return [*_name_problems(name, schedule), *_range_problems(denoise, steps, start_step)]
+                        denoising_end: float | None = None, **other: Any) -> list[ErrorInfo]:
+        problems = [*_name_problems(name, schedule), *_range_problems(denoise, steps, start_step)]
+        if denoising_end is not None and denoising_end <= 0:
+            problems.append(ErrorInfo("invalid_value", f"denoising_end {denoising_end} runs no step (use a value above 0)",
+                                      input="denoising_end"))
+        return problems
 
     def run(self, ctx: Context, config: dict[str, Any], name: str, steps: int, eta: float, unet: Any = None,
-            schedule: str = "default", denoise: float = 1.0, start_step: int = 0) -> SchedulerState:
+            schedule: str = "default", denoise: float = 1.0, start_step: int = 0, denoising_end: float = 1.0) -> SchedulerState:
         sched = make_scheduler(config, name, schedule)
         if denoise <= 0 or start_step >= steps:
             raise ValueError(f"denoise {denoise} with start_step {start_step} of {steps} steps leaves no step to run")
@@ -205,7 +214,33 @@ class Scheduler:
         begin = (total - steps + start_step) * sched.order
         if begin and hasattr(sched, "set_begin_index"):
             sched.set_begin_index(begin)
-        return SchedulerState(sched, index=begin, steps=total, name=type(sched).__name__, eta=eta)
+        end = end_index(sched, denoising_end)
+        if end is not None and end <= begin:
+            raise ValueError(f"denoising_end {denoising_end} stops before the first step to run")
+        return SchedulerState(sched, index=begin, steps=total, name=type(sched).__name__, eta=eta, end=end)
+
+
+def _cutoff(sched: Any, fraction: float) -> int:
+    """The discrete timestep a denoising fraction cuts the schedule at, as diffusers' SDXL pipelines compute it."""
+    train = sched.config.num_train_timesteps
+    return int(round(train - fraction * train))
+
+
+def end_index(sched: Any, denoising_end: float) -> int | None:
+    """Where ``denoising_end`` stops a run (``StableDiffusionXLPipeline``: the timesteps >= the cutoff are run); None for 1."""
+    if not 0 < denoising_end < 1:
+        return None
+    cutoff = _cutoff(sched, denoising_end)
+    return int(sum(1 for t in sched.timesteps if t >= cutoff))
+
+
+def start_index(sched: Any, denoising_start: float) -> int:
+    """Where ``denoising_start`` begins a run (``StableDiffusionXLImg2ImgPipeline.get_timesteps``)."""
+    cutoff = _cutoff(sched, denoising_start)
+    count = int((sched.timesteps < cutoff).sum().item())
+    if sched.order == 2 and count % 2 == 0:
+        count += 1  # a second-order step is never cut between its two evaluations
+    return len(sched.timesteps) - count
 
 
 def _name_problems(name: str | None, schedule: str | None) -> list[ErrorInfo]:

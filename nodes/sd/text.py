@@ -82,16 +82,25 @@ class Tokenize:
         return ";".join(stamps)
 
     def run(self, ctx: Context, tokenizer: Any, text: str, truncate: bool = False) -> Tokens:
-        segments = parse_prompt(text)
-        vectors: list[torch.Tensor] = []
-        tokens = [_segment_tokens(segment, tokenizer, lambda name: _load_embedding(ctx, name), vectors) for segment in segments]
-        chunks = _chunks(tokens, tokenizer.model_max_length - 2)
-        removed = ""
-        if truncate and len(chunks) > 1:
-            dropped = [i for chunk in chunks[1:] for i, _ in chunk if i >= 0]
-            removed = tokenizer.decode(dropped)
-            chunks = chunks[:1]
-        return _tokens(chunks, tokenizer, vectors, removed)
+        return tokenize(tokenizer, text, lambda name: _load_embedding(ctx, name), truncate)
+
+
+def tokenize(tokenizer: Any, text: str, load: Any, truncate: bool = False, chunks_at_least: int = 1) -> Tokens:
+    """``text`` as :class:`Tokens` for ``tokenizer``: weights, BREAK, 75-token chunks (see :class:`Tokenize`).
+
+    ``load(name)`` gives the vectors [n, D] of ``embedding:name``. ``chunks_at_least``
+    pads with empty-prompt chunks (SDXL's two encoders need as many chunks each).
+    """
+    vectors: list[torch.Tensor] = []
+    tokens = [_segment_tokens(segment, tokenizer, load, vectors) for segment in parse_prompt(text)]
+    chunks = _chunks(tokens, tokenizer.model_max_length - 2)
+    removed = ""
+    if truncate and len(chunks) > 1:
+        dropped = [i for chunk in chunks[1:] for i, _ in chunk if i >= 0]
+        removed = tokenizer.decode(dropped)
+        chunks = chunks[:1]
+    chunks += [[] for _ in range(chunks_at_least - len(chunks))]
+    return _tokens(chunks, tokenizer, vectors, removed)
 
 
 def _segment_tokens(segment: Segment, tokenizer: Any, load: Any, vectors: list[torch.Tensor]) -> list[_Token] | None:

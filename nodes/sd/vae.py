@@ -20,10 +20,28 @@ class VAEDecode:
 
     vae = Input("VAE")
     latents = Input("LATENTS")
+    upcast = Input("BOOL", default=False, description="decode an fp16 VAE in fp32 when its config says force_upcast, as"
+                   " diffusers' SDXL pipelines do (SDXL's original VAE overflows in fp16)")
     image = Output("IMAGE")
 
-    def run(self, ctx: Context, vae: Any, latents: Latents) -> Image:
-        return decode(vae, latents)
+    def run(self, ctx: Context, vae: Any, latents: Latents, upcast: bool = False) -> Image:
+        return decode(upcast_vae(ctx, vae, (torch.float16,)) if upcast else vae, latents)
+
+
+def upcast_vae(ctx: Context, vae: Any, dtypes: tuple[torch.dtype, ...]) -> Any:
+    """An fp32 copy of ``vae`` when its weights are one of ``dtypes`` and its config asks for it (``force_upcast``), else ``vae``.
+
+    diffusers' SDXL pipelines move their VAE to fp32 to decode when it is fp16, and to
+    encode (img2img) whatever its precision; the copy (made once, kept by the model
+    store) leaves the shared VAE as it is.
+    """
+    _, dtype = _common.placement(vae)
+    if dtype not in dtypes or not getattr(vae.config, "force_upcast", False):
+        return vae
+    import copy
+
+    # The entry keeps `vae` alive, so its id() cannot be reused while cached.
+    return ctx.models.derived(("vae_fp32", id(vae)), lambda: (vae, copy.deepcopy(vae).float()))[1]
 
 
 def decode(vae: Any, latents: Latents) -> Image:
@@ -51,20 +69,33 @@ class VAEEncode:
     image = Input("IMAGE")
     seed = Input("INT", default=0, min=0, max=_common.MAX_SEED, widget="seed")
     mode = Input("STRING", default="sample", choices=["sample", "argmax"])
+    upcast = Input("BOOL", default=False, description="encode with a half-precision VAE in fp32 when its config says force_upcast"
+                   " (diffusers' SDXL img2img pipeline); the latents come back in the VAE's own precision")
     latents = Output("LATENTS")
 
-    def run(self, ctx: Context, vae: Any, image: Image, seed: int, mode: str) -> Latents:
-        return encode(vae, image, _common.stream(seed=seed), mode)
+    def run(self, ctx: Context, vae: Any, image: Image, seed: int, mode: str, upcast: bool = False) -> Latents:
+        if not upcast:
+            return encode(vae, image, _common.stream(seed=seed), mode)
+        return encode(upcast_vae(ctx, vae, (torch.float16, torch.bfloat16)), image, _common.stream(seed=seed), mode, out_dtype=_common.placement(vae)[1])
 
 
-def encode(vae: Any, image: Image, generator: torch.Generator, mode: str = "sample") -> Latents:
-    """Images -> scaled latents with ``vae`` (or a tiling view of it), sampling with ``generator``; the stream travels on."""
+def encode(vae: Any, image: Image, generator: torch.Generator, mode: str = "sample", out_dtype: torch.dtype | None = None) -> Latents:
+    """Images -> scaled latents with ``vae`` (or a tiling view of it), sampling with ``generator``; the stream travels on.
+
+    ``out_dtype``: the latents' precision when it differs from the VAE's (an upcast VAE),
+    cast before scaling as the SDXL img2img pipeline does.
+    """
     pixels = _fit(image.pixels, _common.vae_scale_factor(vae))
     device, dtype = _common.placement(watch(vae))
-    normalised = (2.0 * pixels - 1.0).to(device=device, dtype=dtype)
+    normalised = 2.0 * pixels - 1.0
+    if out_dtype is not None:  # the SDXL img2img pipeline casts the image to the model's dtype before upcasting it
+        normalised = normalised.to(out_dtype)
+    normalised = normalised.to(device=device, dtype=dtype)
     with torch.no_grad():
         posterior = vae.encode(normalised).latent_dist
         samples = posterior.sample(generator) if mode == "sample" else posterior.mode()
+    if out_dtype is not None:
+        samples = samples.to(out_dtype)
     scaling = float(vae.config.scaling_factor)
     return Latents(scaling * samples, scaling, generator.get_state(), vae_factor=_common.vae_scale_factor(vae))
 
