@@ -261,7 +261,10 @@ def test_object_info_describes_the_classes_nodeflow_runs(server):
     assert "bislerp" not in info["LatentUpscale"]["input"]["required"]["upscale_method"][0]  # only what nodeflow runs is offered
     assert info["ConditioningSetMask"]["input"]["required"]["set_cond_area"][0] == ["default", "mask bounds"]
     assert {"VAELoader", "VAEEncodeForInpaint", "LoadImageMask", "ConditioningCombine", "ControlNetLoader"} <= set(info)
-    assert not any(name.endswith("SDXL") for name in info)  # SDXL classes are not translated
+    sdxl = info["CLIPTextEncodeSDXL"]  # SDXL's encode classes translate (to SDXL Text Encode)
+    assert sdxl["input_order"]["required"] == ["clip", "width", "height", "crop_w", "crop_h", "target_width", "target_height",
+                                               "text_g", "text_l"]
+    assert info["CLIPTextEncodeSDXLRefiner"]["input_order"]["required"] == ["ascore", "width", "height", "text", "clip"]
 
 
 def test_models_embeddings_and_system_stats_answer_in_comfyuis_shape(server):

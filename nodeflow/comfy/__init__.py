@@ -65,8 +65,8 @@ def import_comfy(data: bytes | str | dict[str, Any], registry: Registry | None =
     """Translate a ComfyUI workflow, prompt or PNG into a nodeflow graph document (see the module docstring).
 
     ``registry`` decides which classes translate (their nodeflow nodes must be installed;
-    default: the built-in packs); ``paths`` is accepted for callers (prompts pass through, so the
-    translation resolves no file itself). Never raises for bad
+    default: the built-in packs); ``paths`` resolves checkpoint names only to probe their
+    family (SDXL or not: header/configs, no weights; unresolved: SD 1.x wiring). Never raises for bad
     input: problems come back in ``errors`` (codes ``invalid_comfy_file``,
     ``bad_comfy_link``, ``bad_comfy_widgets``, ``missing_comfy_input``,
     ``unsupported_comfy_node``, ``unsupported_comfy_value``, ``invalid_value``). ``shape``

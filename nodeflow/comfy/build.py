@@ -8,9 +8,9 @@ values by role. The roles per ComfyUI type:
 
 =============  =================================================================
 MODEL          ``unet``, ``scheduler_config``, ``text_encoder``, ``vae``
-CLIP           ``tokenizer``, ``text_encoder``, ``clip_skip`` (an int)
+CLIP           ``tokenizer``, ``text_encoder``, ``clip_skip`` (an int); for SDXL ``clip``, ``family``
+CONDITIONING   ``conditioning`` (SDXL: ``family``; ``sized``: a plain encode the KSampler sizes)
 VAE            ``vae``
-CONDITIONING   ``conditioning``
 LATENT         ``latents``, or ``empty`` (an EmptyLatentImage not yet made)
 IMAGE / MASK   ``image`` / ``mask``
 CONTROL_NET    ``controlnet``
@@ -75,6 +75,8 @@ class Builder:
     muted: list[str] = field(default_factory=list)
     #: (EmptyLatentImage id, unet link) -> the Empty Latents node made for it
     empties: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: (SDXL encode id, what its copy differs in) -> the copy made for another KSampler (see mapping._sized)
+    copies: dict[tuple[str, str], str] = field(default_factory=dict)
     current: CNode | None = None
     mode: NodeMode = NodeMode.ACTIVE
 

@@ -3,13 +3,15 @@
 ==========================  =================================================  =====================
 ComfyUI class               nodeflow                                           how
 ==========================  =================================================  =====================
-CheckpointLoaderSimple,     ``sd.load_model`` (``config_name`` ignored)        :data:`MAPPERS`
-CheckpointLoader
+CheckpointLoaderSimple,     ``sd.load_model`` (``config_name`` ignored; an     :data:`MAPPERS`
+CheckpointLoader            SDXL file, probed at import, gives ``clip``)
 VAELoader                   ``sd.load_vae``                                    :data:`MAPPERS`
 LoraLoader(ModelOnly)       ``sd.lora`` (model only: text strength 0)          :data:`MAPPERS`
 CLIPSetLastLayer            folded: ``clip_skip`` of the text encodes after it :data:`MAPPERS`
 CLIPTextEncode              ``sd.tokenize`` + ``sd.text_encode`` (the prompt   :data:`MAPPERS`
-                            as it is: :func:`~.prompts.comfy_prompt`)
+                            as it is: :func:`~.prompts.comfy_prompt`); SDXL:
+                            ``sd.sdxl_text_encode`` sized by the KSampler
+CLIPTextEncodeSDXL(Refiner) ``sd.sdxl_text_encode`` (its positive output)      :data:`MAPPERS`
 EmptyLatentImage            folded into the sampler's ``sd.noise_latents``, or :data:`MAPPERS`
                             ``sd.empty_latents``
 KSampler(Advanced)          ``sd.scheduler`` + ``sd.noise_latents`` or         :data:`MAPPERS`
@@ -33,8 +35,9 @@ Note, MarkdownNote
 ==========================  =================================================  =====================
 
 A class translates only where the nodeflow nodes it makes are installed (:data:`NEEDS`,
-:data:`DIRECT`); otherwise, like any class not here (SDXL's, custom nodes), it is
-reported as ``unsupported_comfy_node``.
+:data:`DIRECT`); otherwise, like any class not here (custom nodes), it is reported as
+``unsupported_comfy_node``. SDXL settings nodeflow's SDXL Text Encode reads otherwise
+than ComfyUI are refused by name (docs/comfyui.md, "SDXL").
 
 Modes keep ComfyUI's meaning. A muted node's nodeflow nodes are muted (what needs them
 is skipped). A bypassed node's nodes are bypassed; where nodeflow's own bypass rule
@@ -52,6 +55,7 @@ from typing import Any
 
 from ..errors import ErrorInfo
 from ..graph import NodeMode
+from ..models.families import ModelFamily, probe_family
 from .build import FAILED, MUTED, Builder, Missing, link, output_types
 from .classes import CLASSES, PRIMITIVES
 from .formats import CNode, Ref
@@ -133,8 +137,23 @@ def _checkpoint(b: Builder, node: CNode) -> list[Any] | None:
     nf = b.add("", "sd.load_model", {"model": name}, wired={"model": "ckpt_name"})
     model = {"unet": link(nf, "unet"), "scheduler_config": link(nf, "scheduler_config"), "text_encoder": link(nf, "text_encoder"),
              "vae": link(nf, "vae")}
-    clip = {"tokenizer": link(nf, "tokenizer"), "text_encoder": link(nf, "text_encoder"), "clip_skip": 1}
+    family = _family(b, name)
+    if family is not None and family.is_sdxl:  # SDXL's CLIP is both text encoders: SDXL Text Encode reads Load Model's clip
+        clip: dict[str, Any] = {"clip": link(nf, "clip"), "family": family.value, "clip_skip": 2}
+    else:
+        clip = {"tokenizer": link(nf, "tokenizer"), "text_encoder": link(nf, "text_encoder"), "clip_skip": 1}
     return [model, clip, {"vae": link(nf, "vae"), "unet": link(nf, "unet")}]  # the UNet tells inpainting models apart
+
+
+def _family(b: Builder, name: str) -> ModelFamily | None:
+    """The checkpoint's family from its header or configs (no weights read); None when it does not resolve or cannot be told."""
+    if b.paths is None:
+        return None
+    try:
+        path = b.paths.resolve(name, "checkpoint")
+    except (OSError, ValueError):  # not found or outside the allowed folders: validation names it later
+        return None
+    return probe_family(path)
 
 
 def _lora(b: Builder, node: CNode) -> list[Any] | None:
@@ -143,6 +162,11 @@ def _lora(b: Builder, node: CNode) -> list[Any] | None:
     strengths = b.values(node, "strength_model", "strength_clip")
     if not _usable(model, clip) or name is None or strengths is None:
         return None
+    if "clip" in clip:  # SDXL: the LoRA's text layers go to both encoders of the clip
+        nf = b.add("", "sd.lora", {"unet": model["unet"], "clip": clip["clip"], "lora": name, "strength_unet": strengths[0],
+                                   "strength_text": strengths[1]},
+                   wired={"lora": "lora_name", "strength_unet": "strength_model", "strength_text": "strength_clip"})
+        return [{**model, "unet": link(nf, "lora_unet")}, {**clip, "clip": link(nf, "lora_clip")}]
     nf = b.add("", "sd.lora", {"unet": model["unet"], "text_encoder": clip["text_encoder"], "lora": name,
                                "strength_unet": strengths[0], "strength_text": strengths[1]},
                wired={"lora": "lora_name", "strength_unet": "strength_model", "strength_text": "strength_clip"})
@@ -198,10 +222,126 @@ def _text_encode(b: Builder, node: CNode) -> list[Any] | None:
     if not isinstance(text, str):
         b.error("invalid_value", f"text must be a string, not {text!r}", "text")
         return None
+    if "clip" in clip:  # SDXL: the same text for both encoders; the size conditioning comes from the sampled latents
+        inputs = {"prompt": comfy_prompt(text), "prompt_2": ""}
+        if clip["family"] == ModelFamily.SDXL_REFINER.value:
+            inputs["aesthetic_score"] = 6.0  # ComfyUI's for a positive; the KSampler sets a negative's (2.5)
+        return _sdxl_encode(b, clip, inputs, {"prompt": "text"}, sized=True)
     tokens = b.add("tokens", "sd.tokenize", {"tokenizer": clip["tokenizer"], "text": comfy_prompt(text)}, wired={"text": "text"})
     nf = b.add("", "sd.text_encode", {"text_encoder": clip["text_encoder"], "tokens": link(tokens, "tokens"),
                                        "clip_skip": clip["clip_skip"]})
     return [{"conditioning": link(nf, "conditioning")}]
+
+
+def _sdxl_encode(b: Builder, clip: dict[str, Any], inputs: dict[str, Any], wired: dict[str, str],
+                 sized: bool = False) -> list[Any] | None:
+    """One ``sd.sdxl_text_encode`` whose positive output is the ComfyUI node's conditioning (its negative side unused: zeros)."""
+    if b.registry.schema("sd.sdxl_text_encode") is None:
+        b.error("unsupported_comfy_node", "an SDXL model's prompts need nodeflow node 'sd.sdxl_text_encode', which is not installed")
+        return None
+    if clip["clip_skip"] != 2:
+        b.error("unsupported_comfy_value", f"CLIPSetLastLayer {-clip['clip_skip']} on an SDXL model: nodeflow's SDXL Text Encode"
+                                           " reads the penultimate layer only (ComfyUI's default, -2)", "clip")
+        return None
+    nf = b.add("", "sd.sdxl_text_encode", {"clip": clip["clip"], "negative_prompt": "", "negative_prompt_2": "", "zero_negative": "yes",
+                                            **inputs}, wired=wired)
+    return [{"conditioning": link(nf, "positive"), "family": clip["family"], **({"sized": nf} if sized else {})}]
+
+
+def _sdxl_clip(b: Builder, node: CNode, family: ModelFamily) -> dict[str, Any] | None:
+    clip = b.bundle(node, "clip")
+    if not _usable(clip):
+        return None
+    if clip.get("family") != family.value:
+        what = ModelFamily(clip["family"]).label if "family" in clip else "SD 1.x/2.x (or a checkpoint nodeflow could not probe)"
+        b.error("unsupported_comfy_value", f"{node.class_type} needs an {family.label} model's CLIP; this is an {what} model's", "clip")
+        return None
+    return clip
+
+
+def _sizes(b: Builder, node: CNode, names: tuple[str, ...]) -> list[Any] | None:
+    """Size widgets, each above 0 (nodeflow's SDXL Text Encode reads 0 as "the image size", ComfyUI as 0)."""
+    found = b.values(node, *names)
+    for name, value in zip(names, found or [], strict=True):
+        if "crop" not in name and (type(value) is not int or value <= 0):
+            b.error("unsupported_comfy_value", f"{name} must be a whole number above 0 here, not {value!r}", name)
+            return None
+    return found
+
+
+def _text_encode_sdxl(b: Builder, node: CNode) -> list[Any] | None:
+    """CLIPTextEncodeSDXL: text_l to CLIP-L, text_g to OpenCLIP-bigG, every size given."""
+    clip = _sdxl_clip(b, node, ModelFamily.SDXL)
+    sizes = _sizes(b, node, ("width", "height", "crop_w", "crop_h", "target_width", "target_height"))
+    texts = b.values(node, "text_l", "text_g")
+    if clip is None or sizes is None or texts is None:
+        return None
+    if not texts[1] and texts[0]:
+        b.error("unsupported_comfy_value", "an empty text_g with a text_l: nodeflow's SDXL Text Encode reads an empty prompt_2 as"
+                                           " 'the same as prompt', ComfyUI encodes it empty; give text_g", "text_g")
+        return None
+    width, height, crop_w, crop_h, target_width, target_height = sizes
+    inputs = {"prompt": comfy_prompt(texts[0]), "prompt_2": comfy_prompt(texts[1]), "width": width, "height": height,
+              "original_width": width, "original_height": height, "crop_left": crop_w, "crop_top": crop_h,
+              "target_width": target_width, "target_height": target_height}
+    wired = {"prompt": "text_l", "prompt_2": "text_g", "original_width": "width", "original_height": "height", "crop_left": "crop_w",
+             "crop_top": "crop_h", "target_width": "target_width", "target_height": "target_height"}
+    return _sdxl_encode(b, clip, inputs, wired)
+
+
+def _text_encode_refiner(b: Builder, node: CNode) -> list[Any] | None:
+    """CLIPTextEncodeSDXLRefiner: the text to bigG, the original size and the aesthetic score given."""
+    clip = _sdxl_clip(b, node, ModelFamily.SDXL_REFINER)
+    sizes = _sizes(b, node, ("width", "height"))
+    settings = b.values(node, "ascore", "text")
+    if clip is None or sizes is None or settings is None:
+        return None
+    inputs = {"prompt": comfy_prompt(settings[1]), "prompt_2": "", "width": sizes[0], "height": sizes[1], "original_width": sizes[0],
+              "original_height": sizes[1], "aesthetic_score": settings[0]}
+    wired = {"prompt": "text", "original_width": "width", "original_height": "height", "aesthetic_score": "ascore"}
+    return _sdxl_encode(b, clip, inputs, wired)
+
+
+def _sized(b: Builder, found: dict[str, Any], latents: dict[str, str], negative: bool) -> dict[str, Any]:
+    """A plain CLIPTextEncode's SDXL conditioning sized by the latents a KSampler samples, as ComfyUI's sampler sizes it.
+
+    The first sampler to use the encode links its latents in; a sampler with other latents
+    (or, for the refiner, the other side: ComfyUI's aesthetic score is 6 positive, 2.5
+    negative) gets a copy of the encode of its own.
+    """
+    enc = found.get("sized")
+    if enc is None:
+        return found
+    entry = b.nodes[enc]
+    wanted: dict[str, Any] = {"latents": latents}
+    if found["family"] == ModelFamily.SDXL_REFINER.value:
+        wanted["aesthetic_score"] = 2.5 if negative else 6.0
+    if "latents" not in entry["inputs"]:
+        entry["inputs"].update(wanted)
+        return found
+    if all(entry["inputs"].get(k) == v for k, v in wanted.items()):
+        return found
+    key = (enc, repr(sorted(wanted.items())))
+    if key not in b.copies:
+        copy_id = f"{enc}.for{sum(1 for k in b.copies if k[0] == enc) + 1}"
+        b.nodes[copy_id] = {**entry, "inputs": {**entry["inputs"], **wanted}, "ui": dict(entry["ui"])}
+        b.ids[copy_id] = b.ids[enc]
+        if enc in b.wired:
+            b.wired[copy_id] = dict(b.wired[enc])
+        b.copies[key] = copy_id
+    return {**found, "conditioning": link(b.copies[key], "positive"), "sized": None}
+
+
+def _unsized(b: Builder) -> None:
+    """Report plain SDXL encodes whose conditioning reaches no KSampler directly (their size would be unknown)."""
+    used = {v["node"] for n in b.nodes.values() for v in n["inputs"].values() if isinstance(v, dict) and "node" in v}
+    for nf, entry in b.nodes.items():
+        inputs = entry["inputs"]
+        if entry["type"] == "sd.sdxl_text_encode" and "width" not in inputs and "latents" not in inputs and nf in used:
+            b.errors.append(ErrorInfo("unsupported_comfy_value", "this CLIPTextEncode encodes for SDXL, whose size conditioning"
+                                      " ComfyUI takes from the latent being sampled; nodeflow's importer can take it only when the"
+                                      " conditioning goes straight into a KSampler (use CLIPTextEncodeSDXL to give the sizes)",
+                                      b.ids[nf], "clip"))
 
 
 def _set_mask(b: Builder, node: CNode) -> list[Any] | None:
@@ -291,6 +431,7 @@ def _ksampler(b: Builder, node: CNode) -> list[Any] | None:
     start_latents = _start_latents(b, node, model, latent, link(sched, "scheduler"), seed, add_noise == "enable", whole)
     if start_latents is None:
         return None
+    positive, negative = _sized(b, positive, start_latents, False), _sized(b, negative, start_latents, True)
     negative = _uncond_controls(b, positive, negative)
     nf = b.add("", "sd.denoise", {"unet": model["unet"], "latents": start_latents, "scheduler": link(sched, "scheduler"),
                                    "positive": positive["conditioning"], "negative": negative["conditioning"],
@@ -493,6 +634,8 @@ MAPPERS: dict[str, Mapper] = {
     "LoraLoaderModelOnly": _lora_model_only,
     "CLIPSetLastLayer": _clip_last_layer,
     "CLIPTextEncode": _text_encode,
+    "CLIPTextEncodeSDXL": _text_encode_sdxl,
+    "CLIPTextEncodeSDXLRefiner": _text_encode_refiner,
     "EmptyLatentImage": _empty_latent,
     "KSampler": _ksampler,
     "KSamplerAdvanced": _ksampler,
@@ -515,6 +658,7 @@ MAPPERS: dict[str, Mapper] = {
 NEEDS: dict[str, tuple[str, ...]] = {
     "CheckpointLoaderSimple": ("sd.load_model",), "CheckpointLoader": ("sd.load_model",), "VAELoader": ("sd.load_vae",),
     "LoraLoader": ("sd.lora",), "LoraLoaderModelOnly": ("sd.lora",), "CLIPTextEncode": ("sd.tokenize", "sd.text_encode"),
+    "CLIPTextEncodeSDXL": ("sd.sdxl_text_encode",), "CLIPTextEncodeSDXLRefiner": ("sd.sdxl_text_encode",),
     "KSampler": _SAMPLING, "KSamplerAdvanced": _SAMPLING, "VAEEncodeForInpaint": ("sd.vae_encode_inpaint",),
     "LoadImage": ("sd.load_image",), "LoadImageMask": ("sd.load_mask",), "ImageScale": ("sd.image_upscale",),
     "LatentUpscale": ("sd.latent_upscale",), "ConditioningSetMask": ("sd.conditioning_set_mask",),
@@ -542,6 +686,7 @@ def translate_nodes(b: Builder) -> None:
         for slot in range(slots):
             b.sockets[(cid, slot)] = outputs[slot] if outputs is not None and slot < len(outputs) else FAILED
     b.current = None
+    _unsized(b)
 
 
 def _translate_one(b: Builder, node: CNode) -> list[Any] | None:
