@@ -205,6 +205,30 @@ def test_a_controlnet_for_another_family_is_refused_naming_it(controlnets, contr
         ApplyControlNet().run(Context("apply", "sd.apply_controlnet"), wide, wide, net, ImageValue(torch.zeros(1, 3, 64, 64)), 1.0, 0.0, 1.0)
 
 
+def _controlnet_graph(model: Path, controlnet: Path) -> dict:
+    doc = json.loads((WORKFLOWS / "controlnet.json").read_text())
+    doc["nodes"]["load"]["inputs"]["model"] = str(model)
+    doc["nodes"]["load_controlnet"]["inputs"]["path"] = str(controlnet)
+    return doc
+
+
+def test_a_controlnet_for_another_model_width_is_a_validation_error_before_anything_loads(controlnets, tiny_sd_dir, sd_registry,
+                                                                                         tmp_path):
+    from nodeflow.files import PathResolver
+    from nodeflow.validate import validate
+
+    config = json.loads((controlnets[0] / "config.json").read_text())
+    other = tmp_path / "cn_wide"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps(config | {"cross_attention_dim": 768}))  # config only: nothing can load
+    paths = PathResolver.create(base=WORKFLOWS)
+
+    assert validate(parse_graph(_controlnet_graph(tiny_sd_dir, controlnets[0])), sd_registry, paths) == []
+    errors = validate(parse_graph(_controlnet_graph(tiny_sd_dir, other)), sd_registry, paths)
+    assert [(e.code, e.node, e.input) for e in errors] == [("family_mismatch", "apply", "controlnet")]
+    assert "SD 1.x" in errors[0].message and "'load'" in errors[0].message and "32-wide" in errors[0].message
+
+
 def test_apply_controlnet_refuses_a_start_after_its_end_before_running(sd_registry):
     from nodeflow.validate import validate
 

@@ -204,11 +204,15 @@ def _depth(state: dict[str, torch.Tensor], block: str) -> int:
     return len({m.group(1) for k in state if (m := pattern.match(k))})
 
 
-def controlnet_family(controlnet: Any) -> str:
-    """A label for the model family a ControlNet's cross-attention width names."""
-    width = int(controlnet.config.cross_attention_dim)
+def width_label(width: int) -> str:
+    """A label for the model family a cross-attention (text) width names."""
     return {768: "SD 1.x", 1024: "SD 2.x", 2048: "SDXL"}.get(width, f"a {width}-wide text encoder")
 
 
+def controlnet_family(controlnet: Any) -> str:
+    """A label for the model family a ControlNet's cross-attention width names."""
+    return width_label(int(controlnet.config.cross_attention_dim))
+
+
 __all__ = ["DEMO_KEY", "ControlNetLoadError", "controlnet_family", "demo_controlnet", "demo_spec", "fit_controlnet_config",
-           "load_controlnet"]
+           "load_controlnet", "width_label"]

@@ -76,4 +76,23 @@ def model_facts(path: Path, dtype: str = "auto") -> ModelFacts | None:
         return None
 
 
-__all__ = ["file_facts", "folder_facts", "model_facts", "safetensors_shapes"]
+def text_width(path: Path) -> int | None:
+    """The text-embedding width a UNet or ControlNet cross-attends to (``cross_attention_dim``), read cheaply.
+
+    ``path``: a diffusers model folder (its ``unet/config.json``), a component folder
+    with its own ``config.json``, or a ``.safetensors`` file (the first ``attn2.to_k``
+    weight's input width in its header). ``None`` when it cannot be told that way.
+    """
+    try:
+        for config in (path / "unet" / "config.json", path / "config.json"):
+            if path.is_dir() and config.is_file():
+                width = json.loads(config.read_text()).get("cross_attention_dim")
+                return int(width) if isinstance(width, int) else None
+        if path.is_file() and path.suffix == ".safetensors":
+            return next((int(s[1]) for k, s in safetensors_shapes(path).items() if k.endswith("attn2.to_k.weight")), None)
+    except (OSError, ValueError, TypeError):
+        return None
+    return None
+
+
+__all__ = ["file_facts", "folder_facts", "model_facts", "safetensors_shapes", "text_width"]

@@ -18,6 +18,7 @@ Private to the pack.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from nodeflow.errors import ErrorInfo
@@ -46,10 +47,10 @@ def loader_family(loader: ValidationContext) -> ModelFamily | None:
         return None  # a missing file is reported on the loader itself
 
 
-def families_above(check: ValidationContext, name: str, through: Iterable[str]) -> dict[str, ModelFamily]:
-    """Load Model node id -> family, for every loader reached upstream of input ``name`` along sockets in ``through``."""
+def loaders_above(check: ValidationContext, name: str, through: Iterable[str]) -> list[ValidationContext]:
+    """The Load Model nodes reached upstream of input ``name`` along sockets in ``through``."""
     allowed = frozenset(through)
-    found: dict[str, ModelFamily] = {}
+    found: list[ValidationContext] = []
     seen: set[str] = set()
     stack = [check.source(name)]
     while stack:
@@ -58,12 +59,31 @@ def families_above(check: ValidationContext, name: str, through: Iterable[str]) 
             continue
         seen.add(here.node_id)
         if here.node_type == LOADER:
-            family = loader_family(here)
-            if family is not None:
-                found[here.node_id] = family
+            found.append(here)
             continue
         stack.extend(here.source(link) for link, kind in here.links.items() if kind in allowed)
     return found
+
+
+def families_above(check: ValidationContext, name: str, through: Iterable[str]) -> dict[str, ModelFamily]:
+    """Load Model node id -> family, for every loader reached upstream of input ``name`` along sockets in ``through``."""
+    families = {loader.node_id: loader_family(loader) for loader in loaders_above(check, name, through)}
+    return {node_id: family for node_id, family in families.items() if family is not None}
+
+
+def loader_path(loader: ValidationContext) -> Path | None:
+    """The model file or folder a Load Model node names, when it can be told now."""
+    model = loader.literals.get("model")
+    if not isinstance(model, str) or not model:
+        return None
+    if model == "default":
+        from nodeflow.resources import DEFAULT_MODEL_DIR
+
+        return Path(DEFAULT_MODEL_DIR)
+    try:
+        return loader.paths.resolve(model, "checkpoint") if loader.paths is not None else Path(model)
+    except (OSError, ValueError):
+        return None
 
 
 def mismatch_problems(check: ValidationContext, sides: Iterable[str] = ("positive", "negative")) -> list[ErrorInfo]:

@@ -19,11 +19,12 @@ import numpy as np
 import torch
 
 from nodeflow.budget import BudgetCheck, Pixels
+from nodeflow.errors import ErrorInfo
 from nodeflow.files import stamp_text
 from nodeflow.node import Context, Input, Output, ValidationContext, node
 from nodeflow.values import Conditioning, ControlApplication, Image
 
-from . import _budget
+from . import _budget, _families
 from ._sampling import resize_pixels
 from .images import image_to_uint8
 
@@ -79,10 +80,12 @@ class ApplyControlNet:
     positive_out = Output("CONDITIONING", display_name="positive")
     negative_out = Output("CONDITIONING", display_name="negative")
 
-    def validate_inputs(self, check: ValidationContext, start: float | None = None, end: float | None = None, **other: Any) -> str | None:
+    def validate_inputs(self, check: ValidationContext, start: float | None = None, end: float | None = None,
+                        **other: Any) -> list[ErrorInfo]:
+        problems = []
         if start is not None and end is not None and start > end:
-            return f"start {start} is after end {end}: the ControlNet would never act"
-        return None
+            problems.append(ErrorInfo("invalid_value", f"start {start} is after end {end}: the ControlNet would never act", input="start"))
+        return problems + _width_problems(check)
 
     def run(self, ctx: Context, positive: Conditioning, negative: Conditioning, controlnet: Any, image: Image,
             strength: float, start: float, end: float) -> dict[str, Conditioning]:
@@ -98,6 +101,41 @@ class ApplyControlNet:
             return dataclasses.replace(entry, controls=(*entry.controls, application))
 
         return {"positive_out": positive.map_entries(attach), "negative_out": negative.map_entries(attach)}
+
+
+def _width_problems(check: ValidationContext) -> list[ErrorInfo]:
+    """A ControlNet whose text width is not its model's, told from configs and headers before anything loads."""
+    from nodeflow.models.controlnet import width_label
+    from nodeflow.models.facts import text_width
+
+    wanted = _controlnet_width(check)
+    if wanted is None:
+        return []
+    for loader in _families.loaders_above(check, "positive", _families.TEXT_PATH):
+        model = _families.loader_path(loader)
+        width = None if model is None else text_width(model)
+        if width is not None and width != wanted:
+            name = check.source("controlnet").literals["path"]  # type: ignore[union-attr]
+            return [ErrorInfo("family_mismatch", f"the ControlNet {name!r} is for {width_label(wanted)} models, but the "
+                              f"conditioning comes from {loader.node_id!r}: {width_label(width)} (text width {width}, the "
+                              f"ControlNet's {wanted}); use a ControlNet made for that model", input="controlnet")]
+    return []
+
+
+def _controlnet_width(check: ValidationContext) -> int | None:
+    """The text width of the ControlNet a Load ControlNet node feeding ``controlnet`` names (None: unknown now, or a demo)."""
+    from nodeflow.models.controlnet import demo_spec
+    from nodeflow.models.facts import text_width
+
+    source = check.source("controlnet")
+    name = source.literals.get("path") if source is not None and source.node_type == "sd.load_controlnet" else None
+    if not isinstance(name, str) or not name or check.paths is None:
+        return None
+    try:
+        path = check.paths.resolve(name, "controlnet")
+    except (OSError, ValueError):
+        return None  # reported on the loader itself
+    return None if path.is_dir() and demo_spec(path) is not None else text_width(path)
 
 
 def _gray(image: Image) -> list[np.ndarray]:
