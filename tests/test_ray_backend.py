@@ -29,7 +29,7 @@ from nodeflow.backends import (
     Backend,  # noqa: E402
     LocalBackend,  # noqa: E402
 )
-from nodeflow.backends.ray import RayBackend, loopback_only  # noqa: E402
+from nodeflow.backends.ray import RayBackend, local_worker_priority, loopback_only  # noqa: E402
 from nodeflow.cli import resolve_graph_path  # noqa: E402
 from nodeflow.graph import load_graph, parse_graph  # noqa: E402
 from nodeflow.node import CancelToken, Event  # noqa: E402
@@ -49,6 +49,7 @@ def ray_session():
         return
     if not loopback_only(ray):
         pytest.fail("Ray was imported before RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 was set; it would not bind to loopback")
+    local_worker_priority()  # as init_ray does: workers at normal priority, or any busy process starves them
     ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="WARNING", log_to_driver=False)
     yield ray
     ray.shutdown()
