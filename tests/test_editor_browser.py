@@ -147,6 +147,7 @@ def browser() -> Iterator[Browser]:
 def page(browser: Browser, server: Server) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1600, "height": 900}, accept_downloads=True)
     page = context.new_page()
+    page.set_default_timeout(120_000)  # conditions, not budgets: a loaded machine may take long
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     open_editor(page, server)

@@ -55,6 +55,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
 def page(browser: Browser, server: Server) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1600, "height": 900})
     page = context.new_page()
+    page.set_default_timeout(120_000)  # conditions, not budgets: a loaded machine may take long
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     open_editor(page, server)
