@@ -27,6 +27,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -143,9 +144,10 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-@pytest.fixture()
-def page(browser: Browser, server: Server) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1600, "height": 900}, accept_downloads=True)
+@contextmanager
+def editor_page(browser: Browser, server: Server, **options: Any) -> Iterator[Page]:
+    """A fresh browser context on the editor; fails the test on any uncaught page error."""
+    context = browser.new_context(viewport={"width": 1600, "height": 900}, **options)
     page = context.new_page()
     page.set_default_timeout(120_000)  # conditions, not budgets: a loaded machine may take long
     errors: list[str] = []
@@ -154,6 +156,12 @@ def page(browser: Browser, server: Server) -> Iterator[Page]:
     yield page
     context.close()
     assert not errors, f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture()
+def page(browser: Browser, server: Server) -> Iterator[Page]:
+    with editor_page(browser, server, accept_downloads=True) as opened:
+        yield opened
 
 
 def open_editor(page: Page, server: Server) -> None:

@@ -21,7 +21,17 @@ import pytest
 from model_headers import header_checkpoint
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
-from test_editor_browser import ARTIFACTS, PLUGINS, Server, browser, graph_of, load, open_editor, start_server, stop_server
+from test_editor_browser import (
+    ARTIFACTS,
+    PLUGINS,
+    Server,
+    browser,
+    editor_page,
+    graph_of,
+    load,
+    start_server,
+    stop_server,
+)
 
 __all__ = ["browser"]  # the fixture, shared with test_editor_browser.py
 
@@ -53,15 +63,8 @@ def server(tmp_path_factory: pytest.TempPathFactory, models_dir: Path) -> Iterat
 
 @pytest.fixture()
 def page(browser: Browser, server: Server) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1600, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(120_000)  # conditions, not budgets: a loaded machine may take long
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    open_editor(page, server)
-    yield page
-    context.close()
-    assert not errors, f"uncaught errors in the page: {errors}"
+    with editor_page(browser, server) as opened:
+        yield opened
 
 
 def widget(page: Page, node: str, name: str) -> dict[str, Any]:
