@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from cli_support import png_pixels, run_graph
 from diffusers import StableDiffusionPipeline
 from models_tiny import TEXT_HIDDEN, clip_tokenizer, tiny_text_encoder
 from nodeflow_nodes.sd.text import Tokenize
 from nodeflow_nodes.sd.textual_inversion import TextualInversion
-from PIL import Image
 from safetensors.torch import save_file
 
-from nodeflow.cli import main
 from nodeflow.models import DEFAULT_MODEL, ModelStore
 from nodeflow.models.single_file import PickleRefused
 from nodeflow.models.textual_inversion import EmbeddingError, add_embedding, read_embedding
@@ -168,14 +166,8 @@ def test_textual_inversion_workflow_pixels_equal_pipeline_with_load_textual_inve
     workflow = Path(__file__).resolve().parent.parent / "workflows" / "textual_inversion.json"
     values = {"model": tiny_sd_dir, "embedding": embedding, "prompt": prompt, "negative_prompt": negative, "seed": seed,
               "steps": 3, "guidance_scale": 7.0, "width": 64, "height": 64, "scheduler": "PNDMScheduler"}
-    args = ["run", str(workflow), "--out", str(tmp_path / "out"), "--json", "--device", "cpu"]
-    for name, value in values.items():
-        args += ["--set", f"{name}={value}"]
-    code = main(args)
-    report = json.loads(capsys.readouterr().out)
-    assert code == 0, report["errors"]
-    with Image.open(report["outputs"][0]) as picture:
-        assert np.array_equal(np.array(picture.convert("RGB")), np.array(expected))
+    report = run_graph(workflow, tmp_path / "out", capsys, **values)
+    assert np.array_equal(png_pixels(report["outputs"][0]), np.array(expected))
 
 
 @pytest.mark.skipif(not (DEFAULT_MODEL / "model_index.json").is_file(), reason="the embedded default model is not built")

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_support import png_pixels, run_graph
 from nodeflow_nodes.sd import _common
 from nodeflow_nodes.sd.batches import ImageFromBatch, JoinImages, JoinLatents, LatentFromBatch
 from nodeflow_nodes.sd.images import BATCH_INDEX_CHUNK, GRAPH_CHUNK
 from PIL import Image as PILImage
 
 from nodeflow.cache import Cache
-from nodeflow.cli import main
 from nodeflow.executor import Executor
 from nodeflow.node import Context
 from nodeflow.values import Image, Latents
@@ -32,18 +32,7 @@ def ctx() -> Context:
 def _run(out: Path, capsys: pytest.CaptureFixture[str], model: Path, **values: object) -> list[Path]:
     settings = {"model": model, "prompt": PROMPT, "negative_prompt": NEGATIVE, "seed": SEED, "steps": STEPS,
                 "guidance_scale": GUIDANCE, "width": 32, "height": 32, "scheduler": "euler_a", **values}
-    args = ["run", str(WORKFLOWS / "txt2img.json"), "--out", str(out), "--json", "--device", "cpu"]
-    for name, value in settings.items():
-        args += ["--set", f"{name}={value}"]
-    code = main(args)
-    report = json.loads(capsys.readouterr().out)
-    assert code == 0, report["errors"]
-    return [Path(p) for p in report["outputs"]]
-
-
-def _pixels(path: Path) -> np.ndarray:
-    with PILImage.open(path) as picture:
-        return np.array(picture.convert("RGB"))
+    return [Path(p) for p in run_graph(WORKFLOWS / "txt2img.json", out, capsys, **settings)["outputs"]]
 
 
 # -- whole runs --------------------------------------------------------------------------------------
@@ -53,7 +42,7 @@ def test_a_batch_of_three_equals_num_images_per_prompt_with_ddim(tiny_sd_dir, sd
         width=32, height=32, generator=torch.Generator("cpu").manual_seed(SEED),
     ).images
     pngs = _run(tmp_path, capsys, tiny_sd_dir, scheduler="ddim", **{"noise.batch": 3})
-    assert len(pngs) == 3 and all(np.array_equal(_pixels(p), np.array(e)) for p, e in zip(pngs, expected, strict=True))
+    assert len(pngs) == 3 and all(np.array_equal(png_pixels(p), np.array(e)) for p, e in zip(pngs, expected, strict=True))
 
 
 def test_per_image_seeds_equal_diffusers_with_one_generator_per_image(tiny_sd_dir, sd_reference, tmp_path, capsys):
@@ -62,14 +51,14 @@ def test_per_image_seeds_equal_diffusers_with_one_generator_per_image(tiny_sd_di
         width=32, height=32, generator=[torch.Generator("cpu").manual_seed(SEED + i) for i in range(2)],
     ).images
     pngs = _run(tmp_path, capsys, tiny_sd_dir, **{"noise.batch": 2, "noise.per_image_seeds": "true"})
-    assert all(np.array_equal(_pixels(p), np.array(e)) for p, e in zip(pngs, expected, strict=True))
+    assert all(np.array_equal(png_pixels(p), np.array(e)) for p, e in zip(pngs, expected, strict=True))
 
 
 def test_with_per_image_seeds_image_i_is_the_batch_of_one_with_seed_plus_i(tiny_sd_dir, tmp_path, capsys):
     batch = _run(tmp_path / "batch", capsys, tiny_sd_dir, **{"noise.batch": 3, "noise.per_image_seeds": "true"})
     for i, png in enumerate(batch):
         (alone,) = _run(tmp_path / f"alone{i}", capsys, tiny_sd_dir, seed=SEED + i)
-        assert np.array_equal(_pixels(png), _pixels(alone)), f"image {i}"
+        assert np.array_equal(png_pixels(png), png_pixels(alone)), f"image {i}"
 
 
 def test_each_png_of_a_batch_carries_the_graph_and_its_index_and_the_graph_remakes_it(tiny_sd_dir, sd_registry, sd_models, tmp_path, capsys):
@@ -85,7 +74,7 @@ def test_each_png_of_a_batch_carries_the_graph_and_its_index_and_the_graph_remak
 
     again = Executor(sd_registry, Cache(), sd_models).run(graph, output_dir=tmp_path / "again")
     assert again.status == "succeeded", again.errors
-    assert [_pixels(Path(o["path"])).tolist() for o in again.outputs] == [_pixels(p).tolist() for p in pngs]
+    assert [png_pixels(Path(o["path"])).tolist() for o in again.outputs] == [png_pixels(p).tolist() for p in pngs]
 
 
 # -- picking and joining -----------------------------------------------------------------------------

@@ -8,16 +8,14 @@ wherever a C compiler is present (it always is on CI) and skips, saying why, whe
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from cli_support import png_pixels, run_graph
 
 from nodeflow import testing
-from nodeflow.cli import main
 
 pytestmark = pytest.mark.usefixtures("sd_one_thread")
 
@@ -39,14 +37,8 @@ def micro_sd_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _run(model: Path, out: Path, capsys: pytest.CaptureFixture[str], *flags: str) -> tuple[np.ndarray, dict]:
-    args = ["run", "txt2img", "--out", str(out), "--json", "--device", "cpu", *flags, "--set", f"model={model}"]
-    for name, value in SETTINGS.items():
-        args += ["--set", f"{name}={value}"]
-    code = main(args)
-    report = json.loads(capsys.readouterr().out)
-    assert code == 0, report["errors"]
-    with Image.open(report["outputs"][0]) as picture:
-        return np.array(picture.convert("RGB")), report
+    report = run_graph("txt2img", out, capsys, *flags, model=model, **SETTINGS)
+    return png_pixels(report["outputs"][0]), report
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

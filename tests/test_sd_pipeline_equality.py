@@ -8,15 +8,13 @@ those of ``StableDiffusionPipeline`` (``StableDiffusionImg2ImgPipeline``) called
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from cli_support import png_pixels, run_graph
 from PIL import Image
-
-from nodeflow.cli import main
 
 pytestmark = pytest.mark.usefixtures("sd_one_thread")
 
@@ -32,18 +30,7 @@ PROMPT, NEGATIVE, SEED, STEPS, GUIDANCE = "a red cube on a table", "blurry, low 
 
 
 def _run_cli(graph: str, out: Path, capsys: pytest.CaptureFixture[str], **values: object) -> list[Path]:
-    args = ["run", str(WORKFLOWS / graph), "--out", str(out), "--json", "--device", "cpu"]
-    for name, value in values.items():
-        args += ["--set", f"{name}={value}"]
-    code = main(args)
-    report = json.loads(capsys.readouterr().out)
-    assert code == 0, report["errors"]
-    return [Path(p) for p in report["outputs"]]
-
-
-def _pixels(path: Path) -> np.ndarray:
-    with Image.open(path) as picture:
-        return np.array(picture.convert("RGB"))
+    return [Path(p) for p in run_graph(WORKFLOWS / graph, out, capsys, **values)["outputs"]]
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
@@ -58,7 +45,7 @@ def test_txt2img_workflow_pixels_equal_stable_diffusion_pipeline(scheduler, tiny
         seed=SEED, steps=STEPS, guidance_scale=GUIDANCE, width=64, height=64, scheduler=scheduler,
     )
 
-    assert np.array_equal(_pixels(png), np.array(expected))
+    assert np.array_equal(png_pixels(png), np.array(expected))
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
@@ -76,7 +63,7 @@ def test_img2img_workflow_pixels_equal_img2img_pipeline(scheduler, tiny_sd_dir, 
         seed=SEED, steps=6, guidance_scale=GUIDANCE, scheduler=scheduler, image=start, strength=0.7,
     )
 
-    assert np.array_equal(_pixels(png), np.array(expected))
+    assert np.array_equal(png_pixels(png), np.array(expected))
 
 
 def test_guidance_rescale_equals_the_pipelines_rescale_noise_cfg(tiny_sd_dir, sd_reference, tmp_path, capsys):
@@ -90,7 +77,7 @@ def test_guidance_rescale_equals_the_pipelines_rescale_noise_cfg(tiny_sd_dir, sd
         steps=STEPS, guidance_scale=GUIDANCE, width=64, height=64, scheduler="euler", **{"denoise.guidance_rescale": 0.7},
     )
 
-    assert np.array_equal(_pixels(png), np.array(expected))
+    assert np.array_equal(png_pixels(png), np.array(expected))
 
 
 def test_a_batch_of_two_equals_num_images_per_prompt_2(tiny_sd_dir, sd_reference, tmp_path, capsys):
@@ -105,7 +92,7 @@ def test_a_batch_of_two_equals_num_images_per_prompt_2(tiny_sd_dir, sd_reference
     )
 
     assert [p.name for p in pngs] == ["txt2img_save_00000.png", "txt2img_save_00001.png"]
-    assert all(np.array_equal(_pixels(p), np.array(e)) for p, e in zip(pngs, expected, strict=True))
+    assert all(np.array_equal(png_pixels(p), np.array(e)) for p, e in zip(pngs, expected, strict=True))
 
 
 def test_guidance_scale_1_runs_the_unguided_single_branch_like_diffusers(tiny_sd_dir, sd_reference, tmp_path, capsys):
@@ -119,4 +106,4 @@ def test_guidance_scale_1_runs_the_unguided_single_branch_like_diffusers(tiny_sd
         guidance_scale=1.0, width=64, height=64, scheduler="ddim",
     )
 
-    assert np.array_equal(_pixels(png), np.array(expected))
+    assert np.array_equal(png_pixels(png), np.array(expected))

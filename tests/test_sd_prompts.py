@@ -8,14 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_support import png_pixels, run_graph
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nodeflow_nodes.sd.text import TextEncode, Tokenize
 from nodeflow_nodes.sd.textual_inversion import TextualInversion
-from PIL import Image
 from safetensors.torch import save_file
 
-from nodeflow.cli import main
 from nodeflow.files import PathResolver
 from nodeflow.graph import load_graph
 from nodeflow.node import Context
@@ -208,15 +207,8 @@ def test_repeating_the_conditioning_leaves_the_unets_prediction_unchanged(sd):
 
 # -- end to end ------------------------------------------------------------------------------------
 def _run(tmp_path: Path, capsys: pytest.CaptureFixture[str], model: Path, **values: object) -> np.ndarray:
-    args = ["run", str(WORKFLOWS / "txt2img.json"), "--out", str(tmp_path), "--json", "--device", "cpu",
-            "--set", f"model={model}", "--set", "steps=2", "--set", "width=32", "--set", "height=32", "--set", "seed=5"]
-    for name, value in values.items():
-        args += ["--set", f"{name}={value}"]
-    code = main(args)
-    report = json.loads(capsys.readouterr().out)
-    assert code == 0, report["errors"]
-    with Image.open(report["outputs"][0]) as png:
-        return np.array(png.convert("RGB"))
+    settings = {"model": model, "steps": 2, "width": 32, "height": 32, "seed": 5, **values}
+    return png_pixels(run_graph(WORKFLOWS / "txt2img.json", tmp_path, capsys, **settings)["outputs"][0])
 
 
 def test_a_150_token_prompt_runs_through_txt2img_and_its_second_chunk_counts(tiny_sd_dir, tmp_path, capsys):
