@@ -22,6 +22,7 @@ import aiohttp
 from PIL import Image
 from server_support import PLUGINS, int_graph, pairs_graph, serving, text_graph, wait_graph
 
+from nodeflow.server.schemas import RunDetail
 from nodeflow.server.store import RunStore
 
 
@@ -230,6 +231,22 @@ def _http(method: str, url: str, body: dict | None = None) -> dict:
         return json.loads(resp.read())
 
 
+def _stop(proc: subprocess.Popen) -> None:
+    """Kill the server process if it is still running (a test that failed before it exited)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def _stored_run(tmp_path: Path, run_id: str) -> RunDetail | None:
+    """The run's record as the stopped server left it in its SQLite store."""
+    store = RunStore(tmp_path / "data" / "nodeflow.sqlite3")
+    try:
+        return store.get(run_id)
+    finally:
+        store.close()
+
+
 def test_sigterm_exits_after_the_grace_when_a_node_ignores_cancellation_and_requeues_the_run(tmp_path):
     proc, url = _start_server_process(tmp_path, grace=0.5)
     try:
@@ -241,14 +258,8 @@ def test_sigterm_exits_after_the_grace_when_a_node_ignores_cancellation_and_requ
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)  # the node would wait 600 s: only honouring the 0.5 s grace ends this
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    store = RunStore(tmp_path / "data" / "nodeflow.sqlite3")
-    try:
-        record = store.get(run_id)
-    finally:
-        store.close()
+        _stop(proc)
+    record = _stored_run(tmp_path, run_id)
     assert record is not None and record.status == "queued"
 
 
@@ -299,12 +310,6 @@ def test_sigterm_during_a_long_unet_step_stops_between_blocks_well_within_the_gr
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)  # without the block hooks the step would hold the server for the 600 s grace
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    store = RunStore(tmp_path / "data" / "nodeflow.sqlite3")
-    try:
-        record = store.get(run_id)
-    finally:
-        store.close()
+        _stop(proc)
+    record = _stored_run(tmp_path, run_id)
     assert record is not None and record.status == "queued"  # back in the queue for the next start
