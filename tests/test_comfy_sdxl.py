@@ -157,15 +157,16 @@ def test_a_refiner_encode_on_an_sdxl_base_clip_is_refused(checkpoints, sd_regist
     assert [(e.code, e.node, e.input) for e in imported.errors] == [("unsupported_comfy_value", "6", "clip")]
 
 
-def test_clip_set_last_layer_other_than_penultimate_on_sdxl_is_refused(checkpoints, sd_registry):
+def test_clip_set_last_layer_on_sdxl_sets_the_sdxl_encodes_clip_skip(checkpoints, sd_registry):
     prompt = _prompt()
-    prompt["10"] = {"class_type": "CLIPSetLastLayer", "inputs": {"clip": ["4", 1], "stop_at_clip_layer": -1}}
+    plain = import_comfy(prompt, sd_registry, _paths(checkpoints))
+    prompt["10"] = {"class_type": "CLIPSetLastLayer", "inputs": {"clip": ["4", 1], "stop_at_clip_layer": -3}}
     prompt["6"]["inputs"]["clip"] = ["10", 0]
     imported = import_comfy(prompt, sd_registry, _paths(checkpoints))
 
-    assert [(e.code, e.node) for e in imported.errors] == [("unsupported_comfy_value", "6")]
-    prompt["10"]["inputs"]["stop_at_clip_layer"] = -2  # ComfyUI's SDXL default: the same encoding
-    assert import_comfy(prompt, sd_registry, _paths(checkpoints)).ok
+    assert plain.ok and imported.ok, imported.errors
+    assert imported.doc.nodes["6"].inputs["clip_skip"] == 3
+    assert plain.doc.nodes["6"].inputs["clip_skip"] == 2  # ComfyUI's SDXL default (-2): the penultimate layer
 
 
 def test_an_encode_shared_by_samplers_of_other_latents_gets_a_copy_sized_by_each(checkpoints, sd_registry):

@@ -48,13 +48,14 @@ def _unet(channels: tuple[int, ...], text: int, time_ids: int, heads: tuple[int,
 def xl(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """The base and refiner folders (sharing bigG and the VAE, as diffusers' ensemble example does) and the base's parts."""
     root = tmp_path_factory.mktemp("sdxl_nodes")
-    big_g = testing.text_encoder(testing.clip_config(TEXT_G, 20, act="gelu", projection=POOLED, special_ids=(0, 2, 1)),
+    # 3 layers each, so that clip_skip can reach one layer further back than SDXL's penultimate.
+    big_g = testing.text_encoder(testing.clip_config(TEXT_G, 20, layers=3, act="gelu", projection=POOLED, special_ids=(0, 2, 1)),
                                  with_projection=True, seed=5)
     vae = testing.vae((64, 64), scaling_factor=0.13025, force_upcast=True, sample_size=32, seed=6)
     base = {
         "unet": _unet((32, 64), TEXT_L + TEXT_G, 6, (1, 1), seed=7),
         "vae": vae,
-        "text_encoder": testing.text_encoder(testing.clip_config(TEXT_L, 12, projection=TEXT_L, special_ids=(0, 2, 1)), seed=8),
+        "text_encoder": testing.text_encoder(testing.clip_config(TEXT_L, 12, layers=3, projection=TEXT_L, special_ids=(0, 2, 1)), seed=8),
         "text_encoder_2": big_g,
     }
     refiner = {"unet": _unet((64, 128), TEXT_G, 5, (1, 2), seed=9), "vae": vae, "text_encoder_2": big_g}
@@ -358,11 +359,102 @@ def test_a_long_prompt_is_encoded_in_chunks_with_the_first_chunks_pool(clip):
     assert not torch.allclose(long[:, 77:, :TEXT_L], empty[:, :, :TEXT_L], atol=1e-3)  # CLIP-L's second chunk is the 25 foxes
 
 
-def test_embeddings_in_sdxl_prompts_are_refused_clearly(clip):
-    from nodeflow_nodes.sd.sdxl import encode_prompts
+# ------------------------------------------------------------------------------- embeddings, clip skip
+@pytest.fixture(scope="module")
+def xl_embedding(xl) -> Path:
+    """An SDXL textual-inversion file (clip_l and clip_g, 2 vectors each) in an embeddings folder."""
+    gen = torch.Generator().manual_seed(17)
+    folder = xl["root"] / "embeddings"
+    folder.mkdir(exist_ok=True)
+    save_file({"clip_l": torch.randn(2, TEXT_L, generator=gen), "clip_g": torch.randn(2, TEXT_G, generator=gen)},
+              str(folder / "xlstyle.safetensors"))
+    return folder / "xlstyle.safetensors"
 
-    with pytest.raises(ValueError, match="embedding:style is not supported in SDXL prompts"):
-        encode_prompts(clip, "a fox, embedding:style", "")
+
+def _pipe_with_embedding(xl, path: Path) -> Any:
+    """A fresh base pipeline taught the token the documented diffusers way: one load_textual_inversion per encoder."""
+    from safetensors.torch import load_file
+
+    pipe = diffusers.StableDiffusionXLPipeline.from_pretrained(str(xl["base"]), local_files_only=True, low_cpu_mem_usage=False,
+                                                               add_watermarker=False)
+    pipe.set_progress_bar_config(disable=True)
+    state = load_file(str(path))
+    pipe.load_textual_inversion(state["clip_l"], token="xlstyle", text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer)
+    pipe.load_textual_inversion(state["clip_g"], token="xlstyle", text_encoder=pipe.text_encoder_2, tokenizer=pipe.tokenizer_2)
+    return _with(pipe, "EulerDiscreteScheduler")
+
+
+def _run_with_embeddings(registry: Any, models: Any, graph: Any, out: Path, inputs: dict[str, Any], folder: Path,
+                         target: str = "decode") -> Any:
+    from nodeflow.files import PathResolver
+
+    paths = PathResolver.create(kinds={"embedding": [folder]})
+    result = Executor(registry, Cache(), models).run(graph, inputs=inputs, output_dir=out, targets=[target], paths=paths)
+    assert result.status == "succeeded", result.errors
+    return result.values[target]
+
+
+def test_an_sdxl_embedding_in_a_prompt_and_through_the_ti_node_equal_diffusers_textual_inversion(xl, xl_embedding, sd_registry,
+                                                                                                 sd_models, tmp_path):
+    expected = _pipe_with_embedding(xl, xl_embedding)(
+        "a red fox in xlstyle snow", negative_prompt=NEGATIVE, num_inference_steps=3, guidance_scale=GUIDANCE, width=WIDTH,
+        height=HEIGHT, generator=torch.Generator("cpu").manual_seed(SEED),
+    ).images
+    inline = _txt2img_inputs(xl["base"], "euler", prompt="a red fox in embedding:xlstyle snow")
+    got_inline = _run_with_embeddings(sd_registry, sd_models, _graph("sdxl_txt2img"), tmp_path / "inline", inline, xl_embedding.parent)
+    doc = json.loads((WORKFLOWS / "sdxl_txt2img.json").read_text())
+    doc["nodes"]["ti"] = {"type": "sd.textual_inversion", "inputs": {"clip": {"node": "load", "output": "clip"},
+                                                                     "embedding": "xlstyle.safetensors", "token": "xlstyle"}}
+    doc["nodes"]["encode"]["inputs"]["clip"] = {"node": "ti", "output": "ti_clip"}
+    node = _txt2img_inputs(xl["base"], "euler", prompt="a red fox in xlstyle snow")
+    got_node = _run_with_embeddings(sd_registry, sd_models, parse_graph(doc), tmp_path / "node", node, xl_embedding.parent)
+
+    assert np.array_equal(_uint8(got_inline["image"].pixels), _expected(expected))
+    assert np.array_equal(_uint8(got_node["image"].pixels), _expected(expected))
+
+
+def test_clip_skip_3_encodes_as_diffusers_clip_skip_1_for_the_positive_and_the_negative(xl, pipes, sd_registry, sd_models, tmp_path):
+    def diffusers_encode(text: str) -> tuple[torch.Tensor, torch.Tensor]:
+        embeds, _, pooled, _ = pipes["base"].encode_prompt(text, do_classifier_free_guidance=False, clip_skip=1)
+        return embeds, pooled
+
+    doc = json.loads((WORKFLOWS / "sdxl_txt2img.json").read_text())
+    doc["nodes"]["encode"]["inputs"]["clip_skip"] = 3
+    inputs = _txt2img_inputs(xl["base"], "euler")
+    got = _run(sd_registry, sd_models, parse_graph(doc), tmp_path, inputs, "encode")
+    default = _run(sd_registry, sd_models, _graph("sdxl_txt2img"), tmp_path / "default", inputs, "encode")
+
+    # diffusers' SDXL encode_prompt applies clip_skip to the prompt only (its negative is always the penultimate
+    # layer); nodeflow applies it to both, as A1111 and ComfyUI do, so each side is compared with diffusers'
+    # encoding of that text as a prompt.
+    for side, text in (("positive", PROMPT), ("negative", NEGATIVE)):
+        embeds, pooled = diffusers_encode(text)
+        assert torch.equal(got[side].embeddings, embeds) and torch.equal(got[side].added["text_embeds"], pooled)
+    assert not torch.equal(got["positive"].embeddings, default["positive"].embeddings)
+
+
+def test_a_missing_sdxl_embedding_is_a_validation_error_naming_the_prompt(xl, sd_registry, tmp_path):
+    from nodeflow.files import PathResolver
+
+    doc = json.loads((WORKFLOWS / "sdxl_txt2img.json").read_text())
+    doc["nodes"]["encode"]["inputs"]["negative_prompt"] = "embedding:nowhere"
+    doc["nodes"]["load"]["inputs"]["model"] = str(xl["base"])
+    errors = validate(parse_graph(doc), sd_registry, paths=PathResolver.create([tmp_path]))
+
+    assert [(e.code, e.node, e.input) for e in errors] == [("missing_file", "encode", "negative_prompt")]
+    assert "nowhere" in errors[0].message
+
+
+def test_an_sd1_embedding_in_an_sdxl_prompt_is_refused_naming_the_missing_half(clip, sd_models, tmp_path):
+    from nodeflow_nodes.sd.sdxl import SDXLTextEncode
+
+    from nodeflow.files import PathResolver
+    from nodeflow.node import Context
+
+    save_file({"emb_params": torch.randn(1, TEXT_L)}, str(tmp_path / "old.safetensors"))
+    ctx = Context("encode", "sd.sdxl_text_encode", model_store=sd_models, paths=PathResolver.create(kinds={"embedding": [tmp_path]}))
+    with pytest.raises(ValueError, match="embedding:old has no clip_g vectors"):
+        SDXLTextEncode().run(ctx, clip, "a embedding:old fox", "", "", "", "auto", width=64, height=64)
 
 
 # ------------------------------------------------------------------------------- LoRA

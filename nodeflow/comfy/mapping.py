@@ -239,12 +239,9 @@ def _sdxl_encode(b: Builder, clip: dict[str, Any], inputs: dict[str, Any], wired
     if b.registry.schema("sd.sdxl_text_encode") is None:
         b.error("unsupported_comfy_node", "an SDXL model's prompts need nodeflow node 'sd.sdxl_text_encode', which is not installed")
         return None
-    if clip["clip_skip"] != 2:
-        b.error("unsupported_comfy_value", f"CLIPSetLastLayer {-clip['clip_skip']} on an SDXL model: nodeflow's SDXL Text Encode"
-                                           " reads the penultimate layer only (ComfyUI's default, -2)", "clip")
-        return None
+    # CLIPSetLastLayer -k is clip_skip k on both encoders (ComfyUI's SDXL default -2 is the penultimate layer)
     nf = b.add("", "sd.sdxl_text_encode", {"clip": clip["clip"], "negative_prompt": "", "negative_prompt_2": "", "zero_negative": "yes",
-                                            **inputs}, wired=wired)
+                                            "clip_skip": clip["clip_skip"], **inputs}, wired=wired)
     return [{"conditioning": link(nf, "positive"), "family": clip["family"], **({"sized": nf} if sized else {})}]
 
 

@@ -21,76 +21,101 @@ them to the UNet as ``added_cond_kwargs``.
 The prompt syntax works per encoder as in ComfyUI (weights against the empty prompt's
 encoding, BREAK, prompts longer than 75 tokens in chunks; the pooled embedding is the
 first chunk's); a plain prompt of up to 75 tokens is exactly diffusers' encoding.
-``embedding:name`` is refused in SDXL prompts (an SDXL embedding holds one vector set
-per encoder; load it with the model instead).
+``embedding:name`` inserts an SDXL embedding file's ``clip_l`` vectors into CLIP-L's
+prompt and its ``clip_g`` vectors into bigG's, as ComfyUI does (Textual Inversion with
+the ``clip`` linked adds the token to both tokenizers instead, as diffusers does).
+
+``clip_skip`` counts layers from the end as A1111 and ComfyUI's CLIPSetLastLayer do:
+2, the default, is the penultimate layer SDXL was trained on; 3 is diffusers'
+``clip_skip=1``. SDXL takes hidden states without the final layer norm, at any depth.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from nodeflow.errors import ErrorInfo
+from nodeflow.models import textual_inversion as ti
 from nodeflow.models.families import ModelFamily
 from nodeflow.node import Context, Input, Output, ValidationContext, node
 from nodeflow.values import Conditioning, Latents, TextEncoders, Tokens
 
 from . import _common
 from ._families import clip_problems
-from .text import apply_weights, tokenize
+from .text import apply_weights, embedding_problems, embedding_stamps, find_embedding, tokenize, with_vectors
 
 SDXL_FAMILIES = (ModelFamily.SDXL, ModelFamily.SDXL_REFINER)
 
 _SIZE = {"default": 0, "min": 0, "max": 8192, "step": 8}
 
 
-def _no_embeddings(name: str) -> torch.Tensor:
-    raise ValueError(f"prompt: embedding:{name} is not supported in SDXL prompts (an SDXL embedding has clip_l and clip_g"
-                     " vectors); use SD 1.x/2.x's Tokenize for embeddings")
+EmbeddingLoader = Callable[[str, str], torch.Tensor]
+"""``load(slot, name)``: the vectors [n, D] of ``embedding:name`` for the encoder in ``slot``."""
 
 
-def _pairs(clip: TextEncoders) -> list[tuple[Any, Any]]:
-    """(tokenizer, encoder) per text encoder, in the order the pipelines concatenate them."""
-    pairs = [(clip.tokenizer, clip.text_encoder), (clip.tokenizer_2, clip.text_encoder_2)]
-    return [(t, e) for t, e in pairs if t is not None and e is not None]
+def _no_embeddings(slot: str, name: str) -> torch.Tensor:
+    raise ValueError(f"prompt: embedding:{name}: no embedding loader given (SDXL Text Encode reads them from the embedding folders)")
 
 
-def _hidden(encoder: Any, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The penultimate hidden states [N, 77, D] of ``ids``, and the pooled output when the encoder projects one."""
+def _pairs(clip: TextEncoders) -> list[tuple[str, Any, Any]]:
+    """(slot, tokenizer, encoder) per text encoder, in the order the pipelines concatenate them."""
+    pairs = [("text_encoder", clip.tokenizer, clip.text_encoder), ("text_encoder_2", clip.tokenizer_2, clip.text_encoder_2)]
+    return [(s, t, e) for s, t, e in pairs if t is not None and e is not None]
+
+
+def _hidden(encoder: Any, ids: torch.Tensor, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The hidden states [N, 77, D] of ``ids`` ``layer`` layers from the end, and the pooled output when the encoder projects one."""
     device, _ = _common.placement(encoder)
     with torch.no_grad():
         out = encoder(ids.to(device), output_hidden_states=True)
     pooled = out[0] if out[0].ndim == 2 else None  # diffusers: only the final encoder's projected output pools
-    return out.hidden_states[-2], pooled
+    if layer >= len(out.hidden_states):
+        raise ValueError(f"clip_skip {layer} is more than the text encoder's {len(out.hidden_states) - 1} layers")
+    return out.hidden_states[-layer], pooled
 
 
-def _encode_one(encoder: Any, tokens: Tokens) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _encode_one(encoder: Any, tokens: Tokens, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One encoder's embeddings [1, 77 * n, D] (weights applied) and pooled [1, P] (the first chunk's) of one prompt."""
     rows, length = tokens.ids.shape
     chunk = length // tokens.chunks
-    hidden, pooled = _hidden(encoder, tokens.ids.reshape(rows * tokens.chunks, chunk))
+    ids, spliced = tokens.ids.reshape(rows * tokens.chunks, chunk), encoder
+    if tokens.vectors is not None:
+        spliced, ids = with_vectors(encoder, tokens.vectors, ids)
+    hidden, pooled = _hidden(spliced, ids, layer)
     hidden = hidden.reshape(rows, length, hidden.shape[-1])
     if tokens.weights is not None and tokens.empty is not None:
-        z_empty, _ = _hidden(encoder, tokens.empty)
+        z_empty, _ = _hidden(encoder, tokens.empty, layer)
         hidden = apply_weights(hidden, z_empty, tokens.weights.to(hidden.device))
     if pooled is not None:
         pooled = pooled.reshape(rows, tokens.chunks, pooled.shape[-1])[:, 0]
     return hidden, pooled
 
 
-def encode_prompts(clip: TextEncoders, prompt: str, prompt_2: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(embeddings [1, 77 * n, D_l + D_g], pooled [1, P])`` for a prompt pair, as ``encode_prompt`` makes them."""
+def encode_prompts(clip: TextEncoders, prompt: str, prompt_2: str, load: EmbeddingLoader = _no_embeddings,
+                   layer: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(embeddings [1, 77 * n, D_l + D_g], pooled [1, P])`` for a prompt pair, as ``encode_prompt`` makes them.
+
+    ``layer``: the hidden states taken, counted from the end (2: the penultimate, SDXL's own).
+    """
     pairs = _pairs(clip)
     texts = [prompt, prompt_2 or prompt] if len(pairs) == 2 else [prompt]  # the refiner's bigG reads `prompt`
-    tokens = [tokenize(tok, text, _no_embeddings) for (tok, _), text in zip(pairs, texts, strict=True)]
+
+    def tokens_of(chunks: int = 1) -> list[Tokens]:
+        return [tokenize(tok, text, functools.partial(load, slot), chunks_at_least=chunks)
+                for (slot, tok, _), text in zip(pairs, texts, strict=True)]
+
+    tokens = tokens_of()
     chunks = max(t.chunks for t in tokens)
     if any(t.chunks != chunks for t in tokens):  # both encoders' outputs lie side by side: as many chunks each
-        tokens = [tokenize(tok, text, _no_embeddings, chunks_at_least=chunks) for (tok, _), text in zip(pairs, texts, strict=True)]
+        tokens = tokens_of(chunks)
     hidden: list[torch.Tensor] = []
     pooled: torch.Tensor | None = None
-    for (_, encoder), one in zip(pairs, tokens, strict=True):
-        states, pooled_here = _encode_one(encoder, one)
+    for (_, _, encoder), one in zip(pairs, tokens, strict=True):
+        states, pooled_here = _encode_one(encoder, one, layer)
         hidden.append(states)
         pooled = pooled_here if pooled_here is not None else pooled
     if pooled is None:
@@ -138,7 +163,7 @@ def _size_input(description: str) -> Input:
     return Input("INT", **_SIZE, description=description)
 
 
-@node("sd.sdxl_text_encode", display_name="SDXL Text Encode", category="sd/conditioning", version="1.0.0")
+@node("sd.sdxl_text_encode", display_name="SDXL Text Encode", category="sd/conditioning", version="1.1.0", pure=False)
 class SDXLTextEncode:
     """Encode a prompt and a negative prompt for SDXL (base or refiner) with both text encoders and size conditioning.
 
@@ -170,24 +195,32 @@ class SDXLTextEncode:
     negative_crop_top = Input("INT", default=-1, min=-1, max=8192, description="negative crop (-1: crop_top)")
     negative_target_width = _size_input("negative size conditioning (0: target_width)")
     negative_target_height = _size_input("negative size conditioning (0: target_height)")
+    clip_skip = Input("INT", default=2, min=1, max=24,
+                      description="layer counted from the end: 2 = penultimate (SDXL's own), 3 = diffusers' clip_skip=1")
     aesthetic_score = Input("FLOAT", default=6.0, min=0.0, max=10.0, step=0.5, description="refiner only: the aesthetic score asked for")
     negative_aesthetic_score = Input("FLOAT", default=2.5, min=0.0, max=10.0, step=0.5, description="refiner only: the negative's")
     positive = Output("CONDITIONING")
     negative = Output("CONDITIONING")
 
     def validate_inputs(self, check: ValidationContext, **literals: Any) -> list[ErrorInfo]:
-        return clip_problems(check, SDXL_FAMILIES, "SDXL Text Encode")
+        prompts = {name: literals.get(name) for name in _PROMPTS}
+        return clip_problems(check, SDXL_FAMILIES, "SDXL Text Encode") + embedding_problems(check, prompts)
+
+    def fingerprint(self, ctx: Context, **inputs: Any) -> str:
+        # The embedding files the prompts name are read here, so their stamps join the key.
+        return embedding_stamps(ctx, [inputs.get(name) for name in _PROMPTS])
 
     def run(self, ctx: Context, clip: TextEncoders, prompt: str, prompt_2: str, negative_prompt: str, negative_prompt_2: str,
-            zero_negative: str, latents: Latents | None = None, **sizes: Any) -> dict[str, Conditioning]:
+            zero_negative: str, latents: Latents | None = None, clip_skip: int = 2, **sizes: Any) -> dict[str, Conditioning]:
         if clip.family not in {f.value for f in SDXL_FAMILIES}:
             raise ValueError(f"clip: SDXL Text Encode needs an SDXL model's text encoders, this is an {ModelFamily(clip.family).label} "
                              "model's (use Tokenize + Text Encode)")
-        embeddings, pooled = encode_prompts(clip, prompt, prompt_2)
+        load = functools.partial(_load_embedding, ctx)
+        embeddings, pooled = encode_prompts(clip, prompt, prompt_2, load, clip_skip)
         if not (negative_prompt or negative_prompt_2) and _zeros_for_empty(clip, zero_negative):
             negative, negative_pooled = torch.zeros_like(embeddings), torch.zeros_like(pooled)
         else:
-            negative, negative_pooled = encode_prompts(clip, negative_prompt, negative_prompt_2 or negative_prompt)
+            negative, negative_pooled = encode_prompts(clip, negative_prompt, negative_prompt_2 or negative_prompt, load, clip_skip)
         aesthetic = bool(clip.pipeline_config.get("requires_aesthetics_score", clip.family == ModelFamily.SDXL_REFINER.value))
         ids, negative_ids = time_ids(sizes, _image_size(sizes.pop("width"), sizes.pop("height"), latents), aesthetic)
         device, dtype = _common.placement(clip.text_encoder_2)
@@ -196,6 +229,23 @@ class SDXLTextEncode:
             "positive": _conditioning(embeddings, pooled, ids, clip.family, device, dtype),
             "negative": _conditioning(negative, negative_pooled, negative_ids, clip.family, device, dtype),
         }
+
+
+_PROMPTS = ("prompt", "prompt_2", "negative_prompt", "negative_prompt_2")
+
+
+def _load_embedding(ctx: Context, slot: str, name: str) -> torch.Tensor:
+    """The vectors of ``embedding:name`` for the encoder in ``slot``: an SDXL file's clip_l (text_encoder) or clip_g half."""
+    path = find_embedding(ctx.paths, name)
+    try:
+        found = ti.read_embeddings(path, allow_pickle=ctx.models.allow_pickle)
+    except ti.EmbeddingError as exc:
+        raise ValueError(f"prompt: embedding:{name}: {exc}") from exc
+    if slot not in found:
+        key = next(k for k, v in ti.SDXL_KEYS.items() if v == slot)
+        raise ValueError(f"prompt: embedding:{name} has no {key} vectors for this model's {slot} (an SD 1.x/2.x embedding?); "
+                         "SDXL embeddings hold clip_l and clip_g")
+    return found[slot].vectors
 
 
 def _conditioning(embeddings: torch.Tensor, pooled: torch.Tensor, ids: list[float], family: str, device: Any,

@@ -58,28 +58,10 @@ class Tokenize:
     tokens = Output("TOKENS")
 
     def validate_inputs(self, check: ValidationContext, text: str | None = None, **other: Any) -> list[ErrorInfo]:
-        if text is None or check.paths is None:
-            return []
-        problems = []
-        for name in embedding_names(text):
-            try:
-                find_embedding(check.paths, name)
-            except FileNotFoundError as exc:
-                problems.append(ErrorInfo("missing_file", str(exc).strip("'\""), check.node_id, "text"))
-        return problems
+        return embedding_problems(check, {"text": text})
 
     def fingerprint(self, ctx: Context, text: str | None = None, **other: Any) -> str:
-        # The embedding files a prompt names are read here, so their stamps join the key.
-        if text is None:  # the prompt comes from another node: any embedding file may be named
-            folders = ctx.paths.folders("embedding")
-            return ";".join(glob_stamp(folder, f"*{suffix}") for folder in folders for suffix in EMBEDDING_SUFFIXES)
-        stamps = []
-        for name in embedding_names(text):
-            try:
-                stamps.append(stamp_text(find_embedding(ctx.paths, name)))
-            except (OSError, ValueError):
-                stamps.append(f"missing:{name}")
-        return ";".join(stamps)
+        return embedding_stamps(ctx, [text])
 
     def run(self, ctx: Context, tokenizer: Any, text: str, truncate: bool = False) -> Tokens:
         return tokenize(tokenizer, text, lambda name: _load_embedding(ctx, name), truncate)
@@ -178,6 +160,38 @@ def _expand_multi_vector_tokens(text: str, tokenizer: Any) -> str:
     return text
 
 
+def embedding_problems(check: ValidationContext, prompts: dict[str, str | None]) -> list[ErrorInfo]:
+    """A missing-file error for each ``embedding:name`` in the prompts (by input name) that names no file."""
+    if check.paths is None:
+        return []
+    problems = []
+    for field_name, text in prompts.items():
+        for name in embedding_names(text or ""):
+            try:
+                find_embedding(check.paths, name)
+            except FileNotFoundError as exc:
+                problems.append(ErrorInfo("missing_file", str(exc).strip("'\""), check.node_id, field_name))
+    return problems
+
+
+def embedding_stamps(ctx: Context, prompts: list[str | None]) -> str:
+    """The stamps of the embedding files the prompts name, for a cache key (the files are read at run time).
+
+    A prompt of ``None`` comes from another node and may name any embedding file: then
+    every file in the embedding folders counts.
+    """
+    if any(text is None for text in prompts):
+        folders = ctx.paths.folders("embedding")
+        return ";".join(glob_stamp(folder, f"*{suffix}") for folder in folders for suffix in EMBEDDING_SUFFIXES)
+    stamps = []
+    for name in dict.fromkeys(n for text in prompts for n in embedding_names(text or "")):
+        try:
+            stamps.append(stamp_text(find_embedding(ctx.paths, name)))
+        except (OSError, ValueError):
+            stamps.append(f"missing:{name}")
+    return ";".join(stamps)
+
+
 def find_embedding(paths: Any, name: str) -> Path:
     """The embedding file ``name`` stands for: as given, else with a known suffix added."""
     try:
@@ -217,12 +231,13 @@ class TextEncode:
 
     def run(self, ctx: Context, text_encoder: Any, tokens: Tokens, clip_skip: int) -> Conditioning:
         device, dtype = _common.placement(text_encoder)
-        encoder = _with_vectors(text_encoder, tokens.vectors) if tokens.vectors is not None else text_encoder
         rows, length = tokens.ids.shape
         if tokens.chunks < 1 or length % tokens.chunks:
             raise ValueError(f"tokens: {length} ids cannot be {tokens.chunks} equal chunks")
         chunk = length // tokens.chunks
-        ids = tokens.ids.reshape(rows * tokens.chunks, chunk)
+        ids, encoder = tokens.ids.reshape(rows * tokens.chunks, chunk), text_encoder
+        if tokens.vectors is not None:
+            encoder, ids = with_vectors(text_encoder, tokens.vectors, ids)
         mask = tokens.attention_mask.reshape(rows * tokens.chunks, chunk)
         embeddings = _encode(encoder, ids, mask, clip_skip)
         embeddings = embeddings.reshape(rows, length, embeddings.shape[-1])
@@ -265,7 +280,7 @@ def apply_weights(z: torch.Tensor, z_empty: torch.Tensor, weights: torch.Tensor)
 
 
 class _SplicedEmbedding(torch.nn.Module):
-    """A token-embedding lookup where an id ``-1 - e`` gives row ``e`` of ``vectors`` instead."""
+    """A token-embedding lookup where an id ``n + e`` past the vocabulary (of ``n``) gives row ``e`` of ``vectors``."""
 
     vectors: torch.Tensor
 
@@ -280,15 +295,22 @@ class _SplicedEmbedding(torch.nn.Module):
         return self.base.weight
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        inserted = ids < 0
-        out = self.base(ids.clamp(min=0))
+        size = self.base.num_embeddings
+        inserted = ids >= size
+        out = self.base(ids.clamp(max=size - 1))
         if inserted.any():
-            out = torch.where(inserted[..., None], self.vectors[(-1 - ids).clamp(min=0)], out)
+            out = torch.where(inserted[..., None], self.vectors[(ids - size).clamp(min=0)], out)
         return out
 
 
-def _with_vectors(text_encoder: Any, vectors: torch.Tensor) -> Any:
-    """A copy of ``text_encoder`` (weights shared) whose lookup also knows the prompt's inserted vectors."""
+def with_vectors(text_encoder: Any, vectors: torch.Tensor, ids: torch.Tensor) -> tuple[Any, torch.Tensor]:
+    """A copy of ``text_encoder`` (weights shared) whose lookup also knows the prompt's inserted vectors, and the ids for it.
+
+    Each placeholder ``-1 - e`` in ``ids`` becomes ``n + e``, past the vocabulary of ``n``,
+    where diffusers' ``load_textual_inversion`` puts added tokens: a CLIP config with
+    ``eos_token_id`` 2 (SDXL's, SD 2.x's) pools at the highest id, so the pooled output comes
+    from the same position as in diffusers.
+    """
     base = text_encoder.get_input_embeddings()
     if vectors.shape[1] != base.embedding_dim:
         raise ValueError(
@@ -297,7 +319,7 @@ def _with_vectors(text_encoder: Any, vectors: torch.Tensor) -> Any:
         )
     encoder = shared_copy(text_encoder)
     encoder.set_input_embeddings(_SplicedEmbedding(base, vectors))
-    return encoder
+    return encoder, torch.where(ids < 0, base.num_embeddings - 1 - ids, ids)
 
 
 NODES = [Tokenize, TextEncode]
