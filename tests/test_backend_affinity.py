@@ -42,6 +42,19 @@ def test_another_dtype_or_device_is_another_model(store, tiny_sd_dir):
     assert affinity(auto, store.held(), "cpu", None) == 1
 
 
+def test_a_prediction_type_override_is_another_model(store, tiny_sd_dir):
+    graph = loader_graph(str(tiny_sd_dir))
+    graph["nodes"]["load"]["inputs"]["prediction"] = "v_prediction"
+    wants = wanted_models(graph, {}, None)
+    assert affinity(wants, store.held(), "cpu", None) == 0
+
+    from nodeflow.models import ModelStore
+
+    store_v = ModelStore(device="cpu")
+    store_v.load_sd(tiny_sd_dir, prediction_type="v_prediction")
+    assert keys_on(wants, "cpu", None) == set(store_v.held())
+
+
 def test_a_model_that_cannot_be_found_or_a_linked_path_adds_no_preference(tmp_path: Path):
     missing = wanted_models(loader_graph(str(tmp_path / "nowhere")), {}, None)
     linked = loader_graph()

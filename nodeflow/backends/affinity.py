@@ -27,17 +27,18 @@ from ..graph import GraphDoc, NodeMode, parse_graph, resolve_input
 from ..models.store import ModelKey, model_key, precision_for
 from ..resources import DEFAULT_MODEL_DIR
 
-#: Loader node types, and the names of their (model path, dtype, device) inputs.
-LOADERS: dict[str, tuple[str, str, str]] = {"sd.load_model": ("model", "dtype", "device")}
+#: Loader node types, and the names of their (model path, dtype, device, prediction type) inputs.
+LOADERS: dict[str, tuple[str, str, str, str]] = {"sd.load_model": ("model", "dtype", "device", "prediction")}
 
 
 @dataclass(frozen=True)
 class ModelWant:
-    """One model a job will load: its path's stamp, and the dtype and device its node asks for (``None``: auto)."""
+    """One model a job will load: its path's stamp, and the dtype, device and prediction type its node asks for (``None``: auto)."""
 
     stamp: Stamp
     dtype: str | None = None
     device: str | None = None
+    prediction: str | None = None
 
 
 def wanted_models(graph: Any, inputs: Mapping[str, Any], paths: PathResolver | None) -> tuple[ModelWant, ...]:
@@ -45,10 +46,10 @@ def wanted_models(graph: Any, inputs: Mapping[str, Any], paths: PathResolver | N
     resolver = paths if paths is not None else PathResolver.create([Path.cwd()])
     wants = []
     for node_type, literals in _loaders(graph, inputs):
-        model_name, dtype_name, device_name = LOADERS[node_type]
+        model_name, *options = LOADERS[node_type]
         found = _stamp(literals.get(model_name, "default"), resolver)
         if found is not None:
-            wants.append(ModelWant(found, _auto(literals.get(dtype_name)), _auto(literals.get(device_name))))
+            wants.append(ModelWant(found, *(_auto(literals.get(name)) for name in options)))
     return tuple(wants)
 
 
@@ -57,7 +58,7 @@ def keys_on(wants: Iterable[ModelWant], default_device: str, store_dtype: str | 
     keys = set()
     for want in wants:
         device = want.device or default_device
-        keys.add(model_key(want.stamp, want.dtype or precision_for(device, store_dtype), device))
+        keys.add(model_key(want.stamp, want.dtype or precision_for(device, store_dtype), device, want.prediction))
     return keys
 
 
