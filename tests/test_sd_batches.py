@@ -17,7 +17,7 @@ from PIL import Image as PILImage
 from nodeflow.cache import Cache
 from nodeflow.executor import Executor
 from nodeflow.node import Context
-from nodeflow.values import Image, Latents
+from nodeflow.values import Image, Latents, NoiseMask
 
 pytestmark = pytest.mark.usefixtures("sd_one_thread")
 
@@ -135,6 +135,41 @@ def test_join_latents_refuses_other_shapes_and_other_vaes():
         JoinLatents().run(ctx(), a, Latents(torch.zeros(1, 4, 4, 4), 0.18215))
     with pytest.raises(ValueError, match="different VAEs"):
         JoinLatents().run(ctx(), a, Latents(torch.zeros(1, 4, 2, 2), 0.13025))
+
+
+def _inpaint_latents(rows: int, fill: float) -> Latents:
+    """Inpainting latents as Set Latent Noise Mask, Img2Img Init and Inpaint Model Conditioning leave them (one shared mask row)."""
+    samples = torch.arange(rows * 16, dtype=torch.float32).reshape(rows, 4, 2, 2) + fill
+    mask = NoiseMask(torch.ones(1, 1, 2, 2) * fill, samples - 1, samples + 1)
+    return Latents(samples, 0.18215, None, vae_factor=4, noise_mask=mask, concat=torch.full((1, 5, 2, 2), fill))
+
+
+def test_latent_from_batch_keeps_the_inpainting_mask_and_channels_of_the_picked_rows():
+    batch = _inpaint_latents(3, 0.0)
+    picked = LatentFromBatch().run(ctx(), batch, 1, 2)
+
+    assert picked.vae_factor == 4 and torch.equal(picked.samples, batch.samples[1:3])
+    assert picked.noise_mask is not None and torch.equal(picked.noise_mask.original, batch.noise_mask.original[1:3])
+    assert torch.equal(picked.noise_mask.noise, batch.noise_mask.noise[1:3])
+    assert torch.equal(picked.noise_mask.mask, batch.noise_mask.mask)  # one row: shared by the batch
+    assert picked.concat is not None and torch.equal(picked.concat, batch.concat)
+
+
+def test_join_latents_joins_inpainting_masks_and_channels_row_by_row():
+    a, b = _inpaint_latents(1, 0.0), _inpaint_latents(2, 0.5)
+    joined = JoinLatents().run(ctx(), a, b)
+
+    assert joined.vae_factor == 4 and joined.samples.shape[0] == 3
+    assert joined.noise_mask is not None and joined.concat is not None
+    assert joined.noise_mask.mask[:, 0, 0, 0].tolist() == [0.0, 0.5, 0.5]
+    assert torch.equal(joined.noise_mask.original, torch.cat([a.noise_mask.original, b.noise_mask.original]))
+    assert joined.concat[:, 0, 0, 0].tolist() == [0.0, 0.5, 0.5]
+
+
+def test_join_latents_refuses_a_masked_and_an_unmasked_batch():
+    plain = Latents(torch.zeros(1, 4, 2, 2), 0.18215, vae_factor=4)
+    with pytest.raises(ValueError, match="only one of latents_a and latents_b carries an inpainting mask"):
+        JoinLatents().run(ctx(), _inpaint_latents(1, 0.0), plain)
 
 
 def test_a_stream_continues_from_a_row_of_a_sliced_stack_of_states():

@@ -9,17 +9,23 @@ so a stochastic sampler (Euler a) continues each picked image exactly as it woul
 in its batch. A single stream shared by the batch cannot be split: picked latents keep
 it as it is, and joined latents continue the first input's stream (unless both inputs
 have per-image streams).
+
+Inpainting latents keep what they carry: their noise mask (mask, original latents,
+added noise) and an inpainting UNet's extra channels are picked and joined row by row
+with the latents (a part shared by the whole batch, one row, is kept as it is when
+picking). Joining latents with an inpainting mask to latents without one is an error.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
 
 from nodeflow.budget import BudgetCheck, Pixels
 from nodeflow.node import Context, Input, Output, node
-from nodeflow.values import Image, Latents
+from nodeflow.values import Image, Latents, NoiseMask
 
 from . import _budget
 
@@ -59,7 +65,16 @@ class LatentFromBatch:
         state = latents.generator_state
         if state is not None and state.ndim == 2:
             state = state[span]
-        return Latents(latents.samples[span], latents.scaling_factor, state)
+        mask = latents.noise_mask
+        if mask is not None:
+            mask = NoiseMask(_picked(mask.mask, span), _picked(mask.original, span), _picked(mask.noise, span))
+        return dataclasses.replace(latents, samples=latents.samples[span], generator_state=state, noise_mask=mask,
+                                   concat=_picked(latents.concat, span))
+
+
+def _picked(rows: torch.Tensor | None, span: slice) -> torch.Tensor | None:
+    """The rows of a per-image part in ``span``; a part of one row (shared by the batch) as it is."""
+    return rows if rows is None or rows.shape[0] == 1 else rows[span]
 
 
 @node("sd.join_images", display_name="Join Images", category="sd/image")
@@ -98,11 +113,32 @@ class JoinLatents:
         a, b = latents_a.samples, latents_b.samples
         if a.shape[1:] != b.shape[1:]:
             raise ValueError(f"latents_a are {tuple(a.shape[1:])} and latents_b {tuple(b.shape[1:])} (channels, height, width): they must match")
-        if latents_a.scaling_factor != latents_b.scaling_factor:
+        if (latents_a.scaling_factor, latents_a.vae_factor) != (latents_b.scaling_factor, latents_b.vae_factor):
             raise ValueError(
                 f"latents_a are scaled by {latents_a.scaling_factor} and latents_b by {latents_b.scaling_factor}: they come from different VAEs"
             )
-        return Latents(torch.cat([a, b.to(device=a.device, dtype=a.dtype)]), latents_a.scaling_factor, _joined_state(latents_a, latents_b))
+        sizes = (a.shape[0], b.shape[0])
+        ma, mb = latents_a.noise_mask, latents_b.noise_mask
+        mask = None
+        if ma is not None or mb is not None:
+            if ma is None or mb is None:
+                raise ValueError("only one of latents_a and latents_b carries an inpainting mask: set the mask on both, or after joining")
+            mask = NoiseMask(*(_joined(x, y, sizes, "the noise masks' " + part)
+                               for part, x, y in (("mask", ma.mask, mb.mask), ("original", ma.original, mb.original),
+                                                  ("noise", ma.noise, mb.noise))))
+        concat = _joined(latents_a.concat, latents_b.concat, sizes, "the inpainting channels")
+        return dataclasses.replace(latents_a, samples=torch.cat([a, b.to(device=a.device, dtype=a.dtype)]),
+                                   generator_state=_joined_state(latents_a, latents_b), noise_mask=mask, concat=concat)
+
+
+def _joined(x: torch.Tensor | None, y: torch.Tensor | None, sizes: tuple[int, int], what: str) -> torch.Tensor | None:
+    """Two per-image parts as one (a one-row part stands for every row of its batch); both absent: None."""
+    if x is None and y is None:
+        return None
+    if x is None or y is None:
+        raise ValueError(f"only one of latents_a and latents_b has {what}: join latents prepared the same way")
+    x, y = (part.expand(size, *part.shape[1:]) if part.shape[0] == 1 else part for part, size in ((x, sizes[0]), (y, sizes[1])))
+    return torch.cat([x, y.to(device=x.device, dtype=x.dtype)])
 
 
 def _joined_state(a: Latents, b: Latents) -> torch.Tensor | None:
