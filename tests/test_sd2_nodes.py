@@ -1,5 +1,7 @@
 """SD 2.x through the nodes: ``workflows/sd2_txt2img.json`` gives ``StableDiffusionPipeline``'s exact pixels.
 
+``workflows/img2img.json`` on the same model gives ``StableDiffusionImg2ImgPipeline``'s.
+
 A tiny random SD 2.x model built here (linear-projection UNet 64/128 with 64-wide heads,
 an OpenCLIP-style 64-wide text encoder with GELU, VAE 32/32/64: widths no other test
 uses), saved once as an epsilon and once as a v-prediction folder. For DDIM, Euler,
@@ -17,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 from models_families import save_sd2
+from PIL import Image
 
 from nodeflow import testing
 from nodeflow.cache import Cache
@@ -95,3 +98,27 @@ def test_a_prediction_type_told_to_load_model_overrides_the_config(sd2, pipes, s
 
     assert np.array_equal(got, expected)
     assert not np.array_equal(got, plain)
+
+
+@pytest.mark.parametrize("scheduler", ["EulerAncestralDiscreteScheduler", "DPMSolverMultistepScheduler"])
+def test_sd2_v_prediction_img2img_equals_the_img2img_pipeline(scheduler, sd2, sd_registry, sd_models, tmp_path):
+    # No guidance_rescale: StableDiffusionImg2ImgPipeline has none (it swallows the argument unused).
+    start = tmp_path / "start.png"
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)).save(start)
+    pipe = diffusers.StableDiffusionImg2ImgPipeline.from_pretrained(str(sd2["v_prediction"]), local_files_only=True, low_cpu_mem_usage=False,
+                                                                    safety_checker=None, requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = getattr(diffusers, scheduler).from_config(pipe.scheduler.config)
+    with Image.open(start) as picture:
+        images = pipe(PROMPT, image=picture.convert("RGB"), strength=0.7, negative_prompt=NEGATIVE, num_inference_steps=4,
+                      guidance_scale=GUIDANCE, generator=torch.Generator("cpu").manual_seed(SEED)).images
+    inputs = {"model": str(sd2["v_prediction"]), "prompt": PROMPT, "negative_prompt": NEGATIVE, "seed": SEED, "steps": 4,
+              "guidance_scale": GUIDANCE, "scheduler": scheduler, "image": str(start), "strength": 0.7,
+              "width": WIDTH, "height": HEIGHT}
+
+    result = Executor(sd_registry, Cache(), sd_models).run(load_graph(WORKFLOWS / "img2img.json"), inputs=inputs, output_dir=tmp_path,
+                                                           targets=["decode"])
+
+    assert result.status == "succeeded", result.errors
+    got = (result.values["decode"]["image"].pixels.permute(0, 2, 3, 1).numpy() * 255).round().astype("uint8")
+    assert np.array_equal(got, np.stack([np.array(i) for i in images]))
