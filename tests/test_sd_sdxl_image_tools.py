@@ -1,6 +1,6 @@
 """SDXL inpainting and ControlNet: the shipped SDXL workflows give diffusers' exact pixels.
 
-A tiny random SDXL family built here (CLIP-L 28 wide, OpenCLIP-bigG 52 wide with a
+A tiny random SDXL family built here (CLIP-L 60 wide, OpenCLIP-bigG 100 wide with a
 16-wide projection, UNet 64/128 with SDXL's 64-wide heads and its 256-wide time-id
 embedding, VAE 32/32: a shape no other test uses): an ordinary 4-channel UNet, a
 9-channel inpainting one, and a ControlNet made from the 4-channel UNet with diffusers'
@@ -22,7 +22,7 @@ import diffusers
 import numpy as np
 import pytest
 import torch
-from models_families import save_sdxl
+from models_families import save_sdxl, sdxl_checkpoint
 from PIL import Image
 
 from nodeflow import testing
@@ -35,7 +35,7 @@ from nodeflow.validate import validate
 pytestmark = pytest.mark.usefixtures("sd_one_thread")
 
 WORKFLOWS = Path(__file__).resolve().parent.parent / "workflows"
-TEXT_L, TEXT_G, POOLED = 28, 52, 16
+TEXT_L, TEXT_G, POOLED = 60, 100, 16  # CLIP-L's 12 heads and bigG's 20 (what a single file cannot tell)
 TIME = 256  # SDXL's own: a single-file ControlNet cannot tell it from its tensors, the loader assumes SDXL's
 PROMPT, NEGATIVE, SEED, GUIDANCE, WIDTH, HEIGHT, STEPS = "a cat on a windowsill", "blurry", 2024, 5.0, 40, 32, 4
 
@@ -67,8 +67,8 @@ def xl(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("sdxl_image_tools")
     shared = {
         "vae": testing.vae((32, 32), scaling_factor=0.13025, force_upcast=True, sample_size=32, seed=41),
-        "text_encoder": testing.text_encoder(testing.clip_config(TEXT_L, 4, projection=TEXT_L, special_ids=(0, 2, 1)), seed=42),
-        "text_encoder_2": testing.text_encoder(testing.clip_config(TEXT_G, 4, act="gelu", projection=POOLED, special_ids=(0, 2, 1)),
+        "text_encoder": testing.text_encoder(testing.clip_config(TEXT_L, 12, projection=TEXT_L, special_ids=(0, 2, 1)), seed=42),
+        "text_encoder_2": testing.text_encoder(testing.clip_config(TEXT_G, 20, act="gelu", projection=POOLED, special_ids=(0, 2, 1)),
                                                with_projection=True, seed=43),
     }
     unet = _unet(4, seed=44)
@@ -180,6 +180,22 @@ def test_an_ordinary_sdxl_unet_keeps_the_original_latents_outside_the_mask(xl, p
     assert keep.any() and not keep.all()
     assert torch.equal(final[keep], noise_mask.original[keep])
     assert not torch.equal(final[~keep], noise_mask.original[~keep])
+
+
+def test_a_single_file_sdxl_inpainting_checkpoint_gives_its_folders_pixels(xl, pictures, sd_registry, sd_models, tmp_path):
+    from safetensors.torch import save_file
+
+    parts = sd_models.load_sd(str(xl["inpainting"]))
+    path = tmp_path / "tiny-sdxl-inpainting.safetensors"  # the SGM layout, in_channels 9 told by the tensors
+    save_file(sdxl_checkpoint({"unet": parts.unet, "vae": parts.vae, "text_encoder": parts.text_encoder,
+                               "text_encoder_2": parts.text_encoder_2}), str(path))
+    graph = load_graph(WORKFLOWS / "sdxl_inpaint.json")
+    inputs = {"image": str(pictures["picture"]), "mask": str(pictures["mask"]), "strength": 0.75}
+
+    from_folder = _run(sd_registry, sd_models, graph, tmp_path / "a", {**_common(xl["inpainting"], "euler"), **inputs})
+    from_file = _run(sd_registry, sd_models, graph, tmp_path / "b", {**_common(path, "euler"), **inputs})
+
+    assert np.array_equal(from_file, from_folder)
 
 
 # ------------------------------------------------------------------------------- ControlNet
