@@ -198,6 +198,38 @@ def test_a_single_file_sdxl_inpainting_checkpoint_gives_its_folders_pixels(xl, p
     assert np.array_equal(from_file, from_folder)
 
 
+def test_inpaint_model_conditioning_upcast_encodes_a_half_precision_vae_as_the_sdxl_pipeline(xl, pictures, sd_models):
+    # The SDXL pipelines encode with their VAE moved to fp32 when it says force_upcast (fp16 on
+    # a GPU; bf16 here, on the CPU): the masked-image latents must be those, in the model's dtype.
+    import copy
+
+    from nodeflow_nodes.sd.images import pil_to_image
+    from nodeflow_nodes.sd.inpaint import InpaintModelConditioning
+    from nodeflow_nodes.sd.masks import mask_from_picture
+
+    from nodeflow.context import Context
+    from nodeflow.values import Latents
+
+    pipe = _pipeline("StableDiffusionXLInpaintPipeline", xl["inpainting"], "EulerDiscreteScheduler", dtype=torch.bfloat16)
+    vae = copy.deepcopy(pipe.vae)
+    with Image.open(pictures["picture"]) as picture, Image.open(pictures["mask"]) as mask_picture:
+        image, mask = pil_to_image(picture), mask_from_picture(mask_picture, "luminance")
+        init = pipe.image_processor.preprocess(picture.convert("RGB"), height=HEIGHT, width=WIDTH).to(torch.float32)
+        full = pipe.mask_processor.preprocess(mask_picture, height=HEIGHT, width=WIDTH)
+    _, expected = pipe.prepare_mask_latents(full, init * (full < 0.5), 1, HEIGHT, WIDTH, torch.bfloat16, "cpu",
+                                            torch.Generator().manual_seed(7), False)
+    latents = Latents(torch.zeros(1, 4, HEIGHT // 2, WIDTH // 2, dtype=torch.bfloat16), 0.13025,
+                      torch.Generator().manual_seed(7).get_state(), vae_factor=2)
+    ctx = Context("inpaint", "sd.inpaint_model_conditioning", model_store=sd_models)
+
+    upcast = InpaintModelConditioning().run(ctx, pipe.unet, vae, image, mask, latents, True, upcast=True).concat[:, 1:]
+    plain = InpaintModelConditioning().run(ctx, pipe.unet, vae, image, mask, latents, True, upcast=False).concat[:, 1:]
+
+    assert upcast.dtype == torch.bfloat16 and torch.equal(upcast, expected)
+    assert not torch.equal(plain, expected)  # a bf16 encode is not the pipeline's
+    assert vae.dtype == torch.bfloat16  # the shared VAE stays as it was
+
+
 # ------------------------------------------------------------------------------- ControlNet
 def _controlnet_reference(xl: dict[str, Path], scheduler: str, image: Path, scale: float, start: float, end: float) -> np.ndarray:
     from diffusers import ControlNetModel
