@@ -15,6 +15,8 @@ latents, then the sampler's own noise, all from one seeded stream. Both nodes th
 encode the masked image take the UNet only to tell the two kinds apart: for an ordinary
 UNet the masked image is still encoded (the pipeline does it too, and draws from the
 stream), but not attached. Masks are binarized at 0.5 by default, as the pipeline does.
+The same chain serves SDXL (``workflows/sdxl_inpaint.json``, ``StableDiffusionXLInpaintPipeline``),
+with ``upcast`` on: a half-precision ``force_upcast`` VAE encodes in fp32, as that pipeline does.
 """
 
 from __future__ import annotations
