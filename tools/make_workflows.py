@@ -1,4 +1,4 @@
-"""Write the image-tool workflows (inpaint, outpaint, controlnet, hires_fix) into workflows/.
+"""Write the image-tool workflows (inpaint, outpaint, controlnet, hires_fix, sdxl_inpaint, sdxl_controlnet) into workflows/.
 
     python tools/make_workflows.py
 
@@ -168,6 +168,106 @@ def hires_fix() -> dict[str, Any]:
     return _graph("hires_fix", description, nodes, inputs)
 
 
+# ------------------------------------------------------------------------------ SDXL
+_SDXL_MODEL = "an SDXL base model: a diffusers folder or a single-file .safetensors checkpoint (none is shipped)"
+
+
+def sdxl_nodes(prompt: str, latents: dict[str, str]) -> dict[str, Any]:
+    """Load Model (no default: SDXL ships no model), SDXL Text Encode sized by ``latents``, the scheduler (as sdxl_txt2img.json)."""
+    return {
+        "load": _n("sd.load_model", (40, 260), "Load Model", model="", dtype="auto", device="auto", prediction="auto"),
+        "encode": _n("sd.sdxl_text_encode", (700, 40), "SDXL Text Encode", clip=link("load", "clip"), latents=latents, prompt=prompt,
+                     prompt_2="", negative_prompt="", negative_prompt_2="", zero_negative="auto"),
+        "scheduler": _n("sd.scheduler", (380, 460), "Scheduler", config=link("load", "scheduler_config"), name="euler", steps=30,
+                        eta=0.0, unet=link("load", "unet")),
+    }
+
+
+def sdxl_inputs() -> dict[str, Any]:
+    """The graph inputs the SDXL workflows share with sdxl_txt2img.json (its descriptions)."""
+    return {
+        "model": _i("load", "model", _SDXL_MODEL),
+        "prompt": _i("encode", "prompt", "what to draw"),
+        "negative_prompt": _i("encode", "negative_prompt", "what to steer away from (empty: zeros, as diffusers' SDXL pipeline)"),
+        "steps": _i("scheduler", "steps", "number of denoising steps"),
+        "scheduler": _i("scheduler", "name", "ddim, pndm, euler, euler_a, dpmpp_2m, lms, unipc, heun, ddpm, or a diffusers class name"),
+        "guidance_scale": _i("denoise", "guidance_scale", "classifier-free guidance scale"),
+    }
+
+
+def _sdxl_denoise(latents: dict[str, str], scheduler: dict[str, str], pos: tuple[int, int], conditioning: str, positive: str,
+                  negative: str) -> dict[str, Any]:
+    return _n("sd.denoise", pos, "Denoise", unet=link("load", "unet"), latents=latents, scheduler=scheduler,
+              positive=link(conditioning, positive), negative=link(conditioning, negative), guidance_scale=5.0, guidance_rescale=0.0)
+
+
+def _sdxl_tail(nodes: dict[str, Any], x: int, prefix: str) -> None:
+    nodes["decode"] = _n("sd.vae_decode", (x, 200), "VAE Decode", vae=link("load", "vae"), latents=link("denoise", "denoised"), upcast=True)
+    nodes["save"] = _n("sd.save_image", (x + 280, 200), "Save Image", images=link("decode", "image"), prefix=prefix)
+
+
+def sdxl_inpaint() -> dict[str, Any]:
+    """SDXL inpainting, the chain of inpaint.json with SDXL Text Encode, the fp32 VAE upcasts and picture/mask resizing."""
+    nodes = sdxl_nodes("a photo of a red fox in the snow", link("encode_image", "latents"))
+    nodes["image"] = _n("sd.load_image", (40, 620), "Load Image", path="images/digit3.png")
+    nodes["mask"] = _n("sd.load_mask", (40, 860), "Load Mask", path="images/digit3_mask.png", channel="luminance")
+    nodes["width"] = _n("core.int", (40, 1080), "Width (0 = keep)", value=0)
+    nodes["height"] = _n("core.int", (40, 1200), "Height (0 = keep)", value=0)
+    size = {"width": link("width", "out"), "height": link("height", "out")}
+    nodes["resize"] = _n("sd.resize_image", (380, 680), "Resize Image", images=link("image", "image"), **size)
+    nodes["resize_mask"] = _n("sd.resize_mask", (380, 900), "Resize Mask", mask=link("mask", "mask"), **size)
+    picture, mask = link("resize", "resized"), link("resize_mask", "resized")
+    nodes["encode_image"] = _n("sd.vae_encode", (700, 680), "VAE Encode", vae=link("load", "vae"), image=picture, seed=42, mode="sample",
+                               upcast=True)
+    nodes["noise_mask"] = _n("sd.set_latent_noise_mask", (1020, 680), "Set Latent Noise Mask",
+                             latents=link("encode_image", "latents"), mask=mask, binarize=True)
+    nodes["init"] = _n("sd.img2img_init", (1020, 460), "Img2Img Init", latents=link("noise_mask", "masked"),
+                       scheduler=link("scheduler", "scheduler"), strength=1.0, seed=-1, denoising_start=0.0)
+    nodes["inpaint"] = _n("sd.inpaint_model_conditioning", (1340, 560), "Inpaint Model Conditioning", unet=link("load", "unet"),
+                          vae=link("load", "vae"), image=picture, mask=mask, latents=link("init", "noised"), binarize=True, upcast=True)
+    nodes["denoise"] = _sdxl_denoise(link("inpaint", "conditioned"), link("init", "remaining"), (1660, 200), "encode", "positive", "negative")
+    _sdxl_tail(nodes, 1980, "sdxl_inpaint")
+    inputs = {
+        **sdxl_inputs(),
+        "seed": _i("encode_image", "seed", "random seed (image latents, starting noise, masked-image latents, sampler noise)"),
+        "image": _i("image", "path", "the picture (absolute, or relative to the working dir, NODEFLOW_INPUT_DIR or workflows/)"),
+        "mask": _i("mask", "path", "the mask picture: white = repaint (the image's size)"),
+        "strength": _i("init", "strength", "how much to change the masked area: 1 repaints it from noise (diffusers' default: 0.9999)"),
+        "width": _i("width", "value", "resize the picture and the mask first (0: keep the width)"),
+        "height": _i("height", "value", "resize the picture and the mask first (0: keep the height)"),
+    }
+    description = ("SDXL inpainting, with an ordinary or an inpainting (9-channel) SDXL model. Same pixels as diffusers'"
+                   " StableDiffusionXLInpaintPipeline. Needs an SDXL model (--set model=PATH).")
+    return _graph("sdxl_inpaint", description, nodes, inputs)
+
+
+def sdxl_controlnet() -> dict[str, Any]:
+    """SDXL txt2img steered by an SDXL ControlNet and a control image."""
+    nodes = sdxl_nodes("a photo of a red fox in the snow", link("noise", "latents"))
+    nodes["noise"] = _n("sd.noise_latents", (700, 460), "Noise", unet=link("load", "unet"), vae=link("load", "vae"),
+                        scheduler=link("scheduler", "scheduler"), seed=42, width=1024, height=1024, batch=1)
+    nodes["load_controlnet"] = _n("sd.load_controlnet", (40, 700), "Load ControlNet", path="", dtype="auto", device="auto")
+    nodes["control_image"] = _n("sd.load_image", (40, 900), "Control Image", path="images/digit3.png")
+    nodes["apply"] = _n("sd.apply_controlnet", (1020, 120), "Apply ControlNet", positive=link("encode", "positive"),
+                        negative=link("encode", "negative"), controlnet=link("load_controlnet", "controlnet"),
+                        image=link("control_image", "image"), strength=1.0, start=0.0, end=1.0)
+    nodes["denoise"] = _sdxl_denoise(link("noise", "latents"), link("scheduler", "scheduler"), (1340, 200), "apply", "positive_out",
+                                     "negative_out")
+    _sdxl_tail(nodes, 1660, "sdxl_controlnet")
+    inputs = {
+        **sdxl_inputs(),
+        "seed": _i("noise", "seed", "random seed of the starting noise"),
+        "width": _i("noise", "width", "image width in pixels (SDXL is trained at 1024)"),
+        "height": _i("noise", "height", "image height in pixels"),
+        "controlnet": _i("load_controlnet", "path", "an SDXL ControlNet folder or .safetensors file (none is shipped)"),
+        "control_image": _i("control_image", "path", "the control image (edges, depth...: add Canny Edges or Scribble for a photo)"),
+        "controlnet_scale": _i("apply", "strength", "how strongly the ControlNet steers (diffusers' controlnet_conditioning_scale)"),
+    }
+    description = ("SDXL txt2img steered by an SDXL ControlNet. Same pixels as diffusers' StableDiffusionXLControlNetPipeline."
+                   " Needs an SDXL model and an SDXL ControlNet (--set model=PATH --set controlnet=PATH).")
+    return _graph("sdxl_controlnet", description, nodes, inputs)
+
+
 def _graph(name: str, description: str, nodes: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
     return {"format": "nodeflow/graph", "version": 2, "meta": {"name": name, "description": description},
             "inputs": dict(sorted(inputs.items())), "nodes": dict(sorted(nodes.items()))}
@@ -175,7 +275,8 @@ def _graph(name: str, description: str, nodes: dict[str, Any], inputs: dict[str,
 
 def main() -> None:
     """Write every workflow this script knows."""
-    graphs = {"inpaint": inpaint(), "outpaint": inpaint(outpaint=True), "controlnet": controlnet(), "hires_fix": hires_fix()}
+    graphs = {"inpaint": inpaint(), "outpaint": inpaint(outpaint=True), "controlnet": controlnet(), "hires_fix": hires_fix(),
+              "sdxl_inpaint": sdxl_inpaint(), "sdxl_controlnet": sdxl_controlnet()}
     for name, graph in graphs.items():
         (WORKFLOWS / f"{name}.json").write_text(json.dumps(graph, indent=2, sort_keys=True) + "\n")
         print(WORKFLOWS / f"{name}.json")

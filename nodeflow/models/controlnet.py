@@ -8,7 +8,9 @@
   fitted from the tensor shapes (channels, layers, attention, hint-encoder widths), and
   what shapes cannot tell (attention heads, activations) comes from the shipped
   skeleton of the family its cross-attention width names (768: SD 1.x, 1024: SD 2.x,
-  2048: SDXL). Weights load strictly: a missing tensor is an error.
+  2048: SDXL). An SDXL ControlNet's added embedding (``add_embedding.*``: pooled text
+  and time ids) is fitted from its input width; the time ids' sinusoidal width has no
+  weights and is SDXL's 256. Weights load strictly: a missing tensor is an error.
 * **Demo folder**: a folder whose ``config.json`` holds a ``nodeflow_demo`` entry
   (``workflows/controlnets/digits-demo``, a few hundred bytes) is an *untrained*
   ControlNet for the embedded digits model, made in memory by diffusers'
@@ -37,6 +39,8 @@ DEMO_KEY = "nodeflow_demo"
 
 _SKELETONS = {768: "sd1", 1024: "sd2-512", 2048: "sdxl"}
 _LDM_PREFIX = "control_model."
+#: SDXL's ``addition_time_embed_dim`` (every published SDXL ControlNet's): tensor shapes cannot tell it.
+_SDXL_TIME_WIDTH = 256
 
 
 class ControlNetLoadError(ValueError):
@@ -184,8 +188,12 @@ def _attention_fields(state: dict[str, torch.Tensor], cross: int, channels: list
         fields["use_linear_projection"] = proj_in.ndim == 2
     if cross != 768:
         fields["attention_head_dim"] = [max(1, c // 64) for c in channels]
-    if "add_embedding.linear_1.weight" not in state:
+    added = state.get("add_embedding.linear_1.weight")
+    if added is None:
         fields.update({"addition_embed_type": None, "addition_time_embed_dim": None, "projection_class_embeddings_input_dim": None})
+    else:  # SDXL's [pooled text, sinusoidal time ids] -> add_embedding; the time-id width has no weights: SDXL's 256
+        fields.update({"addition_embed_type": "text_time", "projection_class_embeddings_input_dim": int(added.shape[1]),
+                       "addition_time_embed_dim": _SDXL_TIME_WIDTH})
     return fields
 
 

@@ -43,6 +43,12 @@ class LoadControlNet:
     device = Input("STRING", default="auto", choices=["auto", "cpu", "cuda"], description="auto: CUDA when present, else CPU")
     controlnet = Output("CONTROLNET")
 
+    def validate_inputs(self, check: ValidationContext, path: str | None = None, **other: Any) -> ErrorInfo | None:
+        if path == "":  # the SDXL workflows ship without one
+            return ErrorInfo("missing_input", "no ControlNet given: set it to a ControlNet folder or .safetensors file made for the"
+                             " model (nodeflow run ... --set controlnet=PATH)", input="path")
+        return None
+
     def fingerprint(self, ctx: Context, dtype: str | None = None, device: str | None = None, **other: Any) -> str:
         # The file's stamp joins the key through file=; "auto" must key on what it resolves to.
         where = ctx.models.resolve_device(None if device in (None, "auto") else device)

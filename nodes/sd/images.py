@@ -163,8 +163,9 @@ class ResizeImage:
         size = (width or old_w, height or old_h)
         if size == (old_w, old_h):
             return images
-        frames = [pil_to_image(PILImage.fromarray(p).resize(size, resample=PILImage.Resampling.LANCZOS)).pixels for p in image_to_uint8(images)]
-        return Image(torch.cat(frames))
+        frames = [np.array(PILImage.fromarray(p).resize(size, resample=PILImage.Resampling.LANCZOS)) for p in image_to_uint8(images)]
+        # Stacked channels-last, then transposed, as diffusers' pil_to_numpy/numpy_to_pt: the VAE's kernels follow the strides.
+        return Image(torch.from_numpy((np.stack(frames).astype(np.float32) / 255.0).transpose(0, 3, 1, 2)))
 
 
 NODES = [LoadImage, ResizeImage, SaveImage, PreviewImage]

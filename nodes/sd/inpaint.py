@@ -15,6 +15,8 @@ latents, then the sampler's own noise, all from one seeded stream. Both nodes th
 encode the masked image take the UNet only to tell the two kinds apart: for an ordinary
 UNet the masked image is still encoded (the pipeline does it too, and draws from the
 stream), but not attached. Masks are binarized at 0.5 by default, as the pipeline does.
+The same chain serves SDXL (``workflows/sdxl_inpaint.json``, ``StableDiffusionXLInpaintPipeline``),
+with ``upcast`` on: a half-precision ``force_upcast`` VAE encodes in fp32, as that pipeline does.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from nodeflow.values import Image, Latents, Mask, NoiseMask
 
 from . import _common
 from ._files import image_size
-from .vae import _fit
+from .vae import _fit, upcast_vae
 
 
 def pixel_mask(mask: Mask, height: int, width: int, binarize: bool, node: str = "mask") -> torch.Tensor:
@@ -53,17 +55,23 @@ def takes_extra_channels(unet: Any, vae: Any) -> bool:
     return int(unet.config.in_channels) > int(vae.config.latent_channels)
 
 
-def encode_masked(vae: Any, image: Image, full: torch.Tensor, generator: torch.Generator, mode: str = "sample") -> torch.Tensor:
+def encode_masked(vae: Any, image: Image, full: torch.Tensor, generator: torch.Generator, mode: str = "sample",
+                  out_dtype: torch.dtype | None = None) -> torch.Tensor:
     """The masked image's latents: pixels where ``full >= 0.5`` set to 0 (mid gray) in [-1, 1], sampled with ``generator``.
 
     ``mode`` ``argmax`` takes the posterior's mean instead (the generator is not drawn from).
+    ``out_dtype``: the latents' precision when ``vae`` is an upcast copy (as VAE Encode's).
     """
     pixels = _fit(image.pixels, _common.vae_scale_factor(vae))
     device, dtype = _common.placement(vae)
     masked = (2.0 * pixels - 1.0) * (full < 0.5)  # the pipeline's init_image * (mask_condition < 0.5)
+    if out_dtype is not None:  # the SDXL inpaint pipeline casts the masked image to the model's dtype before upcasting it
+        masked = masked.to(out_dtype)
     with torch.no_grad():
         posterior = vae.encode(masked.to(device=device, dtype=dtype)).latent_dist
         sample = posterior.sample(generator) if mode == "sample" else posterior.mode()
+    if out_dtype is not None:
+        sample = sample.to(out_dtype)
     return float(vae.config.scaling_factor) * sample  # type: ignore[no-any-return]
 
 
@@ -128,16 +136,23 @@ class InpaintModelConditioning:
     mask = Input("MASK", description="1 = repaint; the image's size")
     latents = Input("LATENTS", description="the noised latents (from Img2Img Init)")
     binarize = _BINARIZE
+    upcast = Input("BOOL", default=False, description="encode with a half-precision VAE in fp32 when its config says force_upcast"
+                   " (diffusers' SDXL inpaint pipeline)")
     conditioned = Output("LATENTS", display_name="latents")
 
     def validate_inputs(self, check: ValidationContext, **literals: Any) -> str | None:
         return _sizes_agree(check, "image", "mask")
 
-    def run(self, ctx: Context, unet: Any, vae: Any, image: Image, mask: Mask, latents: Latents, binarize: bool) -> Latents:
+    def run(self, ctx: Context, unet: Any, vae: Any, image: Image, mask: Mask, latents: Latents, binarize: bool,
+            upcast: bool = False) -> Latents:
         height, width = _fit(image.pixels, _common.vae_scale_factor(vae)).shape[-2:]
         full = pixel_mask(mask, height, width, binarize, "Inpaint Model Conditioning")
         generator = _common.stream(latents.generator_state)
-        masked = encode_masked(vae, image, full, generator)
+        if upcast:
+            out_dtype = _common.placement(vae)[1]
+            masked = encode_masked(upcast_vae(ctx, vae, (torch.float16, torch.bfloat16)), image, full, generator, out_dtype=out_dtype)
+        else:
+            masked = encode_masked(vae, image, full, generator)
         concat = torch.cat([latent_mask(full, masked), masked], dim=1) if takes_extra_channels(unet, vae) else None
         return dataclasses.replace(latents, concat=concat, generator_state=generator.get_state())
 

@@ -1,4 +1,4 @@
-"""Masks (the MASK socket: float [B, 1, H, W] in [0, 1], 1 = repaint): load, invert, threshold, grow/feather, pad.
+"""Masks (the MASK socket: float [B, 1, H, W] in [0, 1], 1 = repaint): load, invert, threshold, grow/feather, pad, resize.
 
 Loading follows diffusers' mask preprocessing (PIL ``convert("L")``, divided by 255,
 the same tensor layout), so a mask PNG gives the numbers ``StableDiffusionInpaintPipeline``
@@ -16,6 +16,7 @@ from nodeflow.budget import BudgetCheck, Pixels
 from nodeflow.node import Context, Input, Output, ValidationContext, node
 from nodeflow.values import Image, Mask
 
+from . import _budget
 from ._files import image_size
 
 #: Pixel value the padding of an outpainted image gets: mid gray, an exact 8-bit value (128/255)
@@ -162,6 +163,36 @@ class PadForOutpaint:
         return {"padded": Image(torch.from_numpy(padded.transpose(0, 3, 1, 2))), "mask": mask_from_array(mask.expand(batch, -1, -1).numpy())}
 
 
+@node("sd.resize_mask", display_name="Resize Mask", category="sd/mask")
+class ResizeMask:
+    """Resize a mask as diffusers' mask processor does: Lanczos on the 8-bit grayscale picture; 0 keeps that side.
+
+    Pair it with Resize Image to inpaint at another size than the picture's (the SDXL
+    inpaint pipeline resizes picture and mask to ``width`` x ``height`` this way). A
+    soft mask comes back soft; Inpaint Model Conditioning binarizes it.
+    """
+
+    mask = Input("MASK")
+    width = Input("INT", default=0, min=0, max=8192, description="0: keep the width")
+    height = Input("INT", default=0, min=0, max=8192, description="0: keep the height")
+    resized = Output("MASK", display_name="mask")
+
+    def output_pixels(self, check: BudgetCheck, width: Any = None, height: Any = None, **other: Any) -> Pixels | None:
+        return _budget.kept_sides(check, "mask", width, height)
+
+    def run(self, ctx: Context, mask: Mask, width: int, height: int) -> Mask:
+        from PIL import Image as PILImage
+
+        old_h, old_w = mask.mask.shape[-2:]
+        size = (width or old_w, height or old_h)
+        if size == (old_w, old_h):
+            return mask
+        # Back to the 8-bit values the mask file held (exact: Load Mask divided them by 255).
+        frames = (mask.mask[:, 0].detach().cpu().float().numpy() * 255).round().astype(np.uint8)
+        resized = [np.array(PILImage.fromarray(f, "L").resize(size, resample=PILImage.Resampling.LANCZOS)) for f in frames]
+        return mask_from_array(np.stack(resized).astype(np.float32) / 255.0)
+
+
 def _inner_ramp(height: int, width: int, sides: tuple[int, int, int, int], feathering: int) -> torch.Tensor:
     """The mask over the original picture: 0, rising as ((f - d) / f)^2 within ``feathering`` px of a padded side."""
     if feathering <= 0 or feathering * 2 >= height or feathering * 2 >= width:
@@ -177,4 +208,4 @@ def _inner_ramp(height: int, width: int, sides: tuple[int, int, int, int], feath
     return ramp * ramp
 
 
-NODES = [LoadMask, InvertMask, ThresholdMask, GrowMask, PadForOutpaint]
+NODES = [LoadMask, InvertMask, ThresholdMask, GrowMask, PadForOutpaint, ResizeMask]
