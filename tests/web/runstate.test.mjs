@@ -126,6 +126,16 @@ test("a finished status from the websocket outranks an older history page", () =
   assert.equal(b.label("r"), "txt2img");
 });
 
+test("a run the websocket reported started stays running when an older history page says queued", () => {
+  const b = book();
+  b.queued("r", "g", "slow", ["slow"]);
+  b.handle(msg("run_started", "r", { nodes: 1 }));
+  b.merge([{ id: "r", status: "queued", created: 5 }]); // fetched before the run started, received after
+  assert.equal(b.records.get("r").status, "running");
+  b.merge([{ id: "q", status: "queued", created: 6 }, { id: "s", status: "running", created: 7 }]);
+  assert.deepEqual([b.records.get("q").status, b.records.get("s").status], ["queued", "running"]);
+});
+
 test("rows are labelled by this tab's workflow name, else the record's workflow or graph name", () => {
   const b = book();
   b.merge([{ id: "a", status: "succeeded", workflow: "wf" }, { id: "b", status: "succeeded", name: "meta" }, { id: "c", status: "queued" }]);

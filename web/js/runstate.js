@@ -193,12 +193,19 @@ export class RunBook {
     }
   }
 
+  /** How far a run with `status` has got: 0 queued (or unknown), 1 running, 2 finished. */
+  #stage(status) {
+    if (this.isFinished(status)) return 2;
+    return status === "running" ? 1 : 0;
+  }
+
   /** Merge a page of GET /api/runs (newest first). */
   merge(runs) {
     for (const run of runs) {
       const known = this.records.get(run.id) || {};
-      // a status the websocket reported as final is newer than a list fetched a moment ago
-      const status = this.isFinished(known.status) ? known.status : run.status;
+      // a run only moves forward (queued, running, finished): a status the websocket reported
+      // further on is newer than a list fetched a moment before it
+      const status = this.#stage(known.status) > this.#stage(run.status) ? known.status : run.status;
       const outputs = known.outputs?.length > (run.outputs?.length ?? 0) ? known.outputs : run.outputs || [];
       this.records.set(run.id, { ...known, ...run, status, outputs, lost: false });
     }
