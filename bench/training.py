@@ -255,10 +255,10 @@ def _baseline(name: str, judge: Judge | CrossedSevenJudge, settings: dict[str, A
     figures: dict[str, Any] = {"judge": name, **{k: round(v, 4) for k, v in judge.report.items()},
                                "untrained_model_digits_accepted": base_false_positives(judge, out)}
     if isinstance(judge, CrossedSevenJudge):
-        train = load_graph(WORKFLOWS[name]).nodes
-        token = str(settings.get("token", train["train"].inputs["token"]))
-        initializer = str(settings.get("initializer", train["train"].inputs["initializer"]))
-        prompt = str(settings.get("prompt", train["prompt"].inputs["text"]))
+        nodes = load_graph(WORKFLOWS[name]).nodes
+        token = str(settings.get("token", nodes["train"].inputs["token"]))
+        initializer = str(settings.get("initializer", nodes["train"].inputs["initializer"]))
+        prompt = str(settings.get("prompt", nodes["prompt"].inputs["text"]))
         figures["untrained_model_accepted"] = base_sevens(judge, [digit_prompt(SEVEN), prompt.replace(token, initializer)], seeds, out)
     return figures
 
@@ -290,6 +290,7 @@ def main() -> None:
             print(json.dumps(_baseline(name, judge, settings, args.seeds, Path(tmp) / f"base_{name}")), flush=True)
             print(json.dumps(run_workflow(name, settings, args.seeds, judge, Path(tmp) / name,
                                           None if args.grid is None else args.grid.with_name(f"{args.grid.name}_{name}.png"), tuple(args.guidance))), flush=True)
+
 
 if __name__ == "__main__":
     if "OMP_WAIT_POLICY" not in os.environ:  # spinning OpenMP threads crawl on shared cores (see tools.demo.train)
