@@ -8,13 +8,29 @@ For each shipped training workflow (``workflows/train_textual_inversion.json``,
 2. draw ``--seeds`` pictures with the workflow's prompt (which names the new token) and
    as many with the same prompt without the token, changing only the picture's noise
    seed (the trained result is served from the executor's cache);
-3. judge every picture with a classifier trained here: an RBF SVC over 11 classes, the
-   ten digits of scikit-learn's data set (the model's own training data) and plus signs
-   freshly drawn by ``tools.demo.make_dataset.draw_plus`` with other seeds than the
-   shipped dataset's, on 8x8 box-averaged grey pixels (as ``tools.demo.digits`` does).
-   A picture "shows the concept" when the judge says plus. The judge's own held-out
-   accuracy, and how often it calls the untrained model's digits a plus, are reported
-   beside the figures so they can be read with its errors in mind.
+3. judge every picture with a judge trained here for the workflow's concept, on 8x8
+   box-averaged grey pixels (as ``tools.demo.digits`` does):
+
+   * LoRA (the plus sign): an RBF SVC over 11 classes, the ten digits of scikit-learn's
+     data set (the model's own training data) and plus signs freshly drawn by
+     ``tools.demo.make_dataset.draw_plus`` with other seeds than the shipped dataset's; a
+     picture shows the concept when the SVC says plus and it is as close to a known plus
+     as the VAE's own copies of unseen plus signs are.
+   * Textual inversion (a seven with a crossbar): two RBF SVCs. A digit SVC fitted on
+     three quarters of scikit-learn's digits must say 7, and a crossbar SVC fitted on
+     freshly drawn sevens with and without the bar (``draw_seven``) must say crossed.
+     The variant judged follows the dataset the run trains on (``SEVEN_VARIANTS``: a
+     folder named ``crossed_seven`` or ``plain_seven``; a plain seven must be called
+     not crossed). Most of scikit-learn's own sevens are written with a crossbar, so the
+     model already draws crossed sevens when asked for a seven: the bench reports how
+     often the judge accepts scikit-learn's sevens and the untrained model's "seven"
+     pictures, and what the prompt gives with the initializer word in place of the token
+     before training.
+
+   The judges' own held-out accuracies, and how often they accept the untrained model's
+   digits, are reported beside the figures so they can be read with their errors in mind,
+   and so is what their classifiers call every picture (``*_drawn``: which digit, sevens
+   split into crossed and plain), so a miss says what was drawn instead.
 
 Acceptance (issue 17): textual inversion trains in at most 5 minutes and LoRA in at most
 10 on 2 CPU cores; with the token >= 80% of the pictures show the concept, without it
@@ -29,6 +45,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,10 +63,11 @@ from nodeflow.graph import load_graph  # noqa: E402
 from nodeflow.models import ModelStore  # noqa: E402
 from nodeflow.registry import build_registry  # noqa: E402
 from tools.demo.digits import _to_digit_features, digit_prompt  # noqa: E402
-from tools.demo.make_dataset import draw_plus  # noqa: E402
+from tools.demo.make_dataset import draw_plus, draw_seven  # noqa: E402
 
 WORKFLOWS = {"ti": REPO / "workflows" / "train_textual_inversion.json", "lora": REPO / "workflows" / "train_lora.json"}
 PLUS = 10  # the judge's label for a plus sign (0-9 are the digits)
+SEVEN = 7
 
 
 @dataclass
@@ -70,6 +88,75 @@ class Judge:
     def shows_plus(self, features: np.ndarray) -> np.ndarray:
         """One bool per row of ``features`` (8x8 grey features, 0..16)."""
         return (self.svc.predict(features) == PLUS) & (self.distance(features) <= self.threshold)
+
+    shows = shows_plus
+
+    def names(self, features: np.ndarray) -> list[str]:
+        """What the SVC calls each row: a digit or "plus"."""
+        return ["plus" if label == PLUS else str(label) for label in self.svc.predict(features)]
+
+
+SEVEN_VARIANTS = {"crossed_seven": True, "plain_seven": False}  # dataset folder -> is its seven crossed
+
+
+@dataclass
+class SevenJudge:
+    """Says whether a picture shows the workflow's seven: the digit SVC must say 7 and the crossbar SVC must say
+    crossed (``crossed``) or not crossed."""
+
+    digits: Any  # SVC over scikit-learn's ten digits
+    crossbar: Any  # SVC: drawn sevens without (0) and with (1) the bar
+    crossed: bool
+    report: dict[str, float]
+
+    @property
+    def concept(self) -> str:
+        """The variant's name, as its dataset folder is called."""
+        return next(name for name, crossed in SEVEN_VARIANTS.items() if crossed == self.crossed)
+
+    def shows(self, features: np.ndarray) -> np.ndarray:
+        """One bool per row of ``features`` (8x8 grey features, 0..16)."""
+        return (self.digits.predict(features) == SEVEN) & (self.crossbar.predict(features) == int(self.crossed))
+
+    def names(self, features: np.ndarray) -> list[str]:
+        """What the SVCs call each row: a digit, sevens split into "7 crossed" and "7 plain"."""
+        bars = self.crossbar.predict(features)
+        return [f"7 {'crossed' if bar else 'plain'}" if d == SEVEN else str(d) for d, bar in zip(self.digits.predict(features), bars, strict=True)]
+
+
+def train_seven_judge(crossed: bool, count: int = 1000) -> SevenJudge:
+    """Fit both SVCs; their figures on what they were not fitted on, and how often scikit-learn's sevens pass."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.svm import SVC
+
+    data = load_digits()
+    fit, test = train_test_split(np.arange(len(data.target)), test_size=0.25, random_state=0, stratify=data.target)
+    digits = SVC(gamma=0.001, C=10.0).fit(data.data[fit], data.target[fit])
+    rng = np.random.default_rng(12345)  # not the shipped datasets' seeds (1 and 2)
+    sevens = np.stack([_to_digit_features(draw_seven(rng, crossed=bool(i % 2))) for i in range(2 * count)])
+    bar = np.arange(2 * count) % 2
+    bar_fit, bar_test = train_test_split(np.arange(2 * count), test_size=0.25, random_state=0, stratify=bar)
+    crossbar = SVC(gamma=0.001, C=10.0).fit(sevens[bar_fit], bar[bar_fit])
+    judge = SevenJudge(digits, crossbar, crossed, {})
+    held, name = data.data[test], judge.concept
+    judge.report = {
+        "digit_svc_held_out_accuracy": float((digits.predict(held) == data.target[test]).mean()),
+        "crossbar_svc_held_out_accuracy": float((crossbar.predict(sevens[bar_test]) == bar[bar_test]).mean()),
+        "held_out_drawn_crossed_accepted": float(judge.shows(sevens[bar_test][bar[bar_test] == 1]).mean()),
+        "held_out_drawn_plain_accepted": float(judge.shows(sevens[bar_test][bar[bar_test] == 0]).mean()),
+        f"sklearn_sevens_called_{name}": float(judge.shows(data.data[data.target == SEVEN]).mean()),
+        f"held_out_sklearn_other_digits_called_{name}": float(judge.shows(held[data.target[test] != SEVEN]).mean()),
+    }
+    return judge
+
+
+def ti_judge(settings: dict[str, Any]) -> SevenJudge:
+    """The judge of the textual-inversion workflow's concept, chosen by the dataset folder it trains on."""
+    folder = Path(str(settings.get("dataset", load_graph(WORKFLOWS["ti"]).nodes["dataset"].inputs["folder"]))).name
+    if folder not in SEVEN_VARIANTS:
+        raise SystemExit(f"no judge for the textual-inversion dataset {folder!r} (known: {', '.join(SEVEN_VARIANTS)})")
+    return train_seven_judge(SEVEN_VARIANTS[folder])
 
 
 def _vae_round_trip(pictures: list[Image.Image]) -> list[np.ndarray]:
@@ -112,10 +199,18 @@ def train_judge(plus_count: int = 1000) -> Judge:
     return judge
 
 
-def judge_plus(judge: Judge, paths: list[str]) -> list[bool]:
-    """Which pictures the judge says show a plus sign."""
-    features = np.stack([_to_digit_features(Image.open(p).convert("RGB")) for p in paths])
-    return [bool(x) for x in judge.shows_plus(features)]
+def _features(paths: list[str]) -> np.ndarray:
+    return np.stack([_to_digit_features(Image.open(p).convert("RGB")) for p in paths])
+
+
+def judge_pictures(judge: Judge | SevenJudge, paths: list[str]) -> list[bool]:
+    """Which pictures the judge says show its concept."""
+    return [bool(x) for x in judge.shows(_features(paths))]
+
+
+def drawn_names(judge: Judge | SevenJudge, paths: list[str]) -> dict[str, int]:
+    """How many of the pictures the judge's classifiers call each thing (what was drawn instead, when it was not the concept)."""
+    return dict(sorted(Counter(judge.names(_features(paths))).items()))
 
 
 def strip_token(prompt: str, token: str) -> str:
@@ -144,7 +239,7 @@ def draw(executor: Executor, graph: Any, settings: dict[str, Any], prompt: str, 
     return paths
 
 
-def run_workflow(name: str, settings: dict[str, Any], seeds: int, judge: Judge, out: Path, grid: Path | None = None,
+def run_workflow(name: str, settings: dict[str, Any], seeds: int, judge: Judge | SevenJudge, out: Path, grid: Path | None = None,
                  extra_guidance: tuple[float, ...] = ()) -> dict[str, Any]:
     """Train once, then draw with and without the token; the figures."""
     graph = load_graph(WORKFLOWS[name])
@@ -160,12 +255,13 @@ def run_workflow(name: str, settings: dict[str, Any], seeds: int, judge: Judge, 
     prompt = str(settings.get("prompt", graph.nodes["prompt"].inputs["text"]))
     without = strip_token(prompt, token)
     shipped = float(graph.nodes["denoise"].inputs["guidance_scale"])
-    rates: dict[str, dict[str, float]] = {}
+    rates: dict[str, dict[str, Any]] = {}
     rows = []
     for guidance in dict.fromkeys([shipped, *extra_guidance]):
         drawn = {text: draw(executor, graph, {**settings, "denoise.guidance_scale": guidance}, text, seeds, out) for text in (prompt, without)}
-        rates[f"{guidance:g}"] = {"with_token": float(np.mean(judge_plus(judge, drawn[prompt]))),
-                                  "without_token": float(np.mean(judge_plus(judge, drawn[without])))}
+        rates[f"{guidance:g}"] = {"with_token": float(np.mean(judge_pictures(judge, drawn[prompt]))),
+                                  "without_token": float(np.mean(judge_pictures(judge, drawn[without]))),
+                                  "with_token_drawn": drawn_names(judge, drawn[prompt]), "without_token_drawn": drawn_names(judge, drawn[without])}
         rows.extend(drawn.values())
     if grid is not None:
         write_grid(rows, grid)
@@ -178,16 +274,35 @@ def run_workflow(name: str, settings: dict[str, Any], seeds: int, judge: Judge, 
     }
 
 
-def base_false_positives(judge: Judge, out: Path) -> float:
-    """How often the judge calls the untrained model's digits a plus (2 seeds per digit, txt2img as shipped)."""
+def _txt2img(prompts: list[tuple[str, int]], out: Path) -> list[str]:
+    """The untrained model's pictures of each (prompt, seed), as shipped txt2img draws them (DDIM 20, guidance 7.5)."""
     graph = load_graph(REPO / "workflows" / "txt2img.json")
     executor = Executor(build_registry(use_entry_points=False), Cache(), ModelStore(device="cpu"))
-    paths = []
-    for digit in range(10):
-        for seed in range(2):
-            result = executor.run(graph, inputs={"prompt": digit_prompt(digit), "seed": seed}, output_dir=out)
-            paths.append(result.outputs[0]["path"])
-    return float(np.mean(judge_plus(judge, paths)))
+    return [executor.run(graph, inputs={"prompt": prompt, "seed": seed}, output_dir=out).outputs[0]["path"] for prompt, seed in prompts]
+
+
+def base_false_positives(judge: Judge | SevenJudge, out: Path) -> float:
+    """How often the judge accepts the untrained model's digits (2 seeds per digit, txt2img as shipped)."""
+    return float(np.mean(judge_pictures(judge, _txt2img([(digit_prompt(d), s) for d in range(10) for s in range(2)], out))))
+
+
+def base_sevens(judge: SevenJudge, prompts: list[str], seeds: int, out: Path) -> dict[str, float]:
+    """How often the untrained model's pictures of each prompt (the noise seeds the bench draws with) pass the judge."""
+    return {prompt: float(np.mean(judge_pictures(judge, _txt2img([(prompt, 1000 + s) for s in range(seeds)], out)))) for prompt in prompts}
+
+
+def _baseline(name: str, judge: Judge | SevenJudge, settings: dict[str, Any], seeds: int, out: Path) -> dict[str, Any]:
+    """The judge's figures and what the untrained model gives it: its digits, and for textual inversion its sevens and
+    the workflow's prompt with the initializer word in place of the token (what training starts from)."""
+    figures: dict[str, Any] = {"judge": name, **{k: round(v, 4) for k, v in judge.report.items()},
+                               "untrained_model_digits_accepted": base_false_positives(judge, out)}
+    if isinstance(judge, SevenJudge):
+        nodes = load_graph(WORKFLOWS[name]).nodes
+        token = str(settings.get("token", nodes["train"].inputs["token"]))
+        initializer = str(settings.get("initializer", nodes["train"].inputs["initializer"]))
+        prompt = str(settings.get("prompt", nodes["prompt"].inputs["text"]))
+        figures["untrained_model_accepted"] = base_sevens(judge, [digit_prompt(SEVEN), prompt.replace(token, initializer)], seeds, out)
+    return figures
 
 
 def _setting(text: str) -> tuple[str, Any]:
@@ -210,12 +325,13 @@ def main() -> None:
     parser.add_argument("--lora", action="append", default=[], type=_setting, metavar="NAME=VALUE", help="a graph input of the LoRA workflow")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    judge = train_judge()
+    judges = {"ti": ti_judge, "lora": lambda _settings: train_judge()}
     with tempfile.TemporaryDirectory() as tmp:
-        figures = {k: round(v, 4) for k, v in judge.report.items()}
-        print(json.dumps({**figures, "untrained_model_digits_called_plus": base_false_positives(judge, Path(tmp) / "base")}), flush=True)
         for name in args.which:
-            print(json.dumps(run_workflow(name, dict(getattr(args, name)), args.seeds, judge, Path(tmp) / name,
+            settings = dict(getattr(args, name))
+            judge = judges[name](settings)
+            print(json.dumps(_baseline(name, judge, settings, args.seeds, Path(tmp) / f"base_{name}")), flush=True)
+            print(json.dumps(run_workflow(name, settings, args.seeds, judge, Path(tmp) / name,
                                           None if args.grid is None else args.grid.with_name(f"{args.grid.name}_{name}.png"), tuple(args.guidance))), flush=True)
 
 

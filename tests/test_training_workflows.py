@@ -62,12 +62,26 @@ def test_training_workflow_validates_and_exposes_the_documented_inputs(name, inp
     assert all(len(node.ui["pos"]) == 2 for node in graph.nodes.values())
 
 
-def test_the_shipped_dataset_is_a_few_dozen_small_plus_signs():
-    pictures = sorted((WORKFLOWS / "datasets" / "plus").glob("*.png"))
+@pytest.mark.parametrize(("name", "folder"), [("train_textual_inversion", "crossed_seven"), ("train_lora", "plus")])
+def test_each_workflow_ships_a_few_dozen_small_pictures_of_its_concept(name, folder):
+    assert load_graph(WORKFLOWS / f"{name}.json").nodes["dataset"].inputs["folder"] == f"datasets/{folder}"
+    pictures = sorted((WORKFLOWS / "datasets" / folder).glob("*.png"))
     assert 24 <= len(pictures) <= 64
     assert sum(p.stat().st_size for p in pictures) < 100_000
     with Image.open(pictures[0]) as first:
         assert first.size == (16, 16)
+
+
+def test_shipped_datasets_are_what_the_drawing_script_draws(tmp_path):
+    from tools.demo.make_dataset import main
+
+    main(["--out", str(tmp_path)])
+    assert {p.name for p in tmp_path.iterdir()} == {p.name for p in (WORKFLOWS / "datasets").iterdir() if p.is_dir()}
+    for folder in sorted(p.name for p in tmp_path.iterdir()):
+        shipped = sorted((WORKFLOWS / "datasets" / folder).glob("*.png"))
+        drawn = sorted((tmp_path / folder).glob("*.png"))
+        assert [p.name for p in drawn] == [p.name for p in shipped]
+        assert all(np.array_equal(np.array(Image.open(a)), np.array(Image.open(b))) for a, b in zip(drawn, shipped, strict=True))
 
 
 @pytest.mark.skipif(not (DEFAULT_MODEL / "model_index.json").is_file(), reason="the embedded default model is not installed")
@@ -92,11 +106,12 @@ def test_a_rerun_with_nothing_changed_trains_nothing(model_dir, sd_registry, sd_
 def test_trained_embedding_file_in_diffusers_gives_the_graphs_picture(model_dir, sd_registry, sd_models, tmp_path):
     result, picture, trained = _run("train_textual_inversion", Executor(sd_registry, Cache(), sd_models), tmp_path,
                                     model=str(model_dir), train_steps=3, learning_rate=0.05, seed=4)
+    prompt = load_graph(WORKFLOWS / "train_textual_inversion.json").nodes["prompt"].inputs["text"]  # names the token
     pipe = _pipeline(model_dir)
-    plain = pipe("a handwritten <plus>", num_inference_steps=20, guidance_scale=7.5, width=16, height=16,
+    plain = pipe(prompt, num_inference_steps=20, guidance_scale=7.5, width=16, height=16,
                  generator=torch.Generator("cpu").manual_seed(4)).images[0]
     pipe.load_textual_inversion(str(trained))
-    expected = pipe("a handwritten <plus>", num_inference_steps=20, guidance_scale=7.5, width=16, height=16,
+    expected = pipe(prompt, num_inference_steps=20, guidance_scale=7.5, width=16, height=16,
                     generator=torch.Generator("cpu").manual_seed(4)).images[0]
     assert np.array_equal(picture, np.array(expected))
     assert not np.array_equal(np.array(plain), np.array(expected))  # the token means something now
