@@ -1,6 +1,10 @@
 """SDXL txt2img through a nodeflow graph and through diffusers' StableDiffusionXLPipeline: time and peak RSS.
 
-    python bench/sdxl.py [--size 512] [--steps 2] [--repeats 3] [--threads N] [--model DIR] [--dtype fp32|bf16] [--no-rss]
+    python bench/sdxl.py [--size 512] [--steps 2] [--repeats 3] [--threads N] [--model DIR] [--dtype fp32|bf16|fp16]
+                         [--device cpu|cuda] [--no-rss]
+
+On a GPU, issue 13's figure: ``python bench/sdxl.py --device cuda --dtype fp16 --size 1024 --steps 20``
+(the report names the GPU; memory is then the peak GPU memory torch allocated, per side).
 
 The model is SDXL-shaped with random weights: every component is built from the shipped
 skeleton configs (``nodeflow/models/configs/sdxl``: the real SDXL base UNet, VAE, CLIP-L
@@ -16,7 +20,7 @@ reported apart and left out (a run takes a minute: no other warm-up). Both sides
 pixels are compared too.
 
 Memory: each side runs once in a fresh subprocess (load, generate, exit) and reports
-its own peak RSS (``VmHWM``).
+its own peak RSS (``VmHWM``) and, on CUDA, its peak allocated GPU memory.
 """
 
 from __future__ import annotations
@@ -81,12 +85,13 @@ def build(out: Path) -> Path:
 
 # ----------------------------------------------------------------------------- one side
 DTYPE = "fp32"  # set by --dtype
+DEVICE = "cpu"  # set by --device
 
 
 def graph_inputs(model: str, steps: int, size: int) -> dict[str, Any]:
     """The sdxl_txt2img workflow's graph inputs (an empty negative prompt: zeros, as the pipeline without one)."""
     return {"model": model, "prompt": PROMPT, "negative_prompt": "", "seed": SEED, "steps": steps, "guidance_scale": GUIDANCE,
-            "width": size, "height": size, "scheduler": SCHEDULER, "load.dtype": DTYPE}
+            "width": size, "height": size, "scheduler": SCHEDULER, "load.dtype": DTYPE, "load.device": DEVICE}
 
 
 def make_pipeline(parts: Any) -> Any:
@@ -122,6 +127,11 @@ def run_graph(executor: Any, model: str, steps: int, size: int, out: Path) -> np
         return np.array(png)
 
 
+def peak_gpu_mib() -> float | None:
+    """Peak GPU memory torch allocated in this process, in MiB (None off CUDA)."""
+    return torch.cuda.max_memory_allocated() / 2**20 if DEVICE == "cuda" else None
+
+
 def peak_rss_mib() -> float:
     """This process's own peak RSS (Linux ``VmHWM``) in MiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -138,7 +148,7 @@ def child(side: str, model: str, steps: int, size: int) -> None:
 
     started = time.perf_counter()
     if side == "graph":
-        run_graph(Executor(build_registry(use_entry_points=False), None, ModelStore(device="cpu")), model, steps, size,
+        run_graph(Executor(build_registry(use_entry_points=False), None, ModelStore(device=DEVICE)), model, steps, size,
                   Path(tempfile.mkdtemp(prefix="bench_sdxl_")))
     else:
         import diffusers
@@ -146,11 +156,12 @@ def child(side: str, model: str, steps: int, size: int) -> None:
         from nodeflow.models.store import DTYPES
 
         pipe = diffusers.StableDiffusionXLPipeline.from_pretrained(model, local_files_only=True, torch_dtype=DTYPES[DTYPE],
-                                                                   low_cpu_mem_usage=False, add_watermarker=False)
+                                                                   low_cpu_mem_usage=False, add_watermarker=False).to(DEVICE)
         pipe.scheduler = getattr(diffusers, SCHEDULER).from_config(pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
         run_pipeline(pipe, steps, size)
-    print(json.dumps({"side": side, "seconds": time.perf_counter() - started, "peak_rss_mib": peak_rss_mib()}))
+    print(json.dumps({"side": side, "seconds": time.perf_counter() - started, "peak_rss_mib": peak_rss_mib(),
+                      "peak_gpu_mib": peak_gpu_mib()}))
 
 
 # ----------------------------------------------------------------------------- comparisons
@@ -160,13 +171,13 @@ def compare_time(model: str, steps: int, size: int, repeats: int) -> dict[str, A
     from nodeflow.models import ModelStore
     from nodeflow.registry import build_registry
 
-    store = ModelStore(device="cpu")
+    store = ModelStore(device=DEVICE)
     executor = Executor(build_registry(use_entry_points=False), None, store)
     work = Path(tempfile.mkdtemp(prefix="bench_sdxl_"))
     t0 = time.perf_counter()
     graph_pixels = run_graph(executor, model, steps, size, work / "first")  # loads the model too
     first = time.perf_counter() - t0
-    pipe = make_pipeline(store.load_sd(model, dtype=DTYPE))
+    pipe = make_pipeline(store.load_sd(model, dtype=DTYPE, device=DEVICE))
     graph_times, pipe_times, pipe_pixels = [], [], None
     for i in range(repeats):
         t0 = time.perf_counter()
@@ -186,7 +197,7 @@ def compare_rss(model: str, steps: int, size: int, threads: int) -> dict[str, An
     found = {}
     for side in ("graph", "diffusers"):
         cmd = [sys.executable, __file__, "--child", side, "--model", model, "--steps", str(steps), "--size", str(size),
-               "--threads", str(threads), "--dtype", DTYPE]
+               "--threads", str(threads), "--dtype", DTYPE, "--device", DEVICE]
         done = subprocess.run(cmd, capture_output=True, text=True, check=True)
         found[side] = json.loads(done.stdout.strip().splitlines()[-1])
     return found
@@ -200,13 +211,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"], help="both sides' weight precision")
+    parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="both sides' weight precision")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where both sides run")
     parser.add_argument("--no-rss", action="store_true")
     parser.add_argument("--child", choices=["graph", "diffusers"], help=argparse.SUPPRESS)
     parser.add_argument("--build", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    global DTYPE
-    DTYPE = args.dtype
+    global DTYPE, DEVICE
+    DTYPE, DEVICE = args.dtype, args.device
+    if DEVICE == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA device here")
     torch.set_num_threads(args.threads)
     if args.child:
         child(args.child, args.model, args.steps, args.size)
@@ -214,7 +228,8 @@ def main() -> None:
     if args.build:
         build(Path(args.build))
         return
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} thread(s),"
+    gpu = f", GPU {torch.cuda.get_device_name()}" if DEVICE == "cuda" else ""
+    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs{gpu}, torch {torch.__version__}, {args.threads} thread(s),"
           f" load average {os.getloadavg()[0]:.1f}", flush=True)
     model = args.model
     if model is None:
@@ -223,7 +238,7 @@ def main() -> None:
         subprocess.run([sys.executable, __file__, "--build", model], check=True)  # its own process: its memory is returned
         print(f"built the random SDXL folder in {time.perf_counter() - t0:.0f} s", flush=True)
     timing = compare_time(model, args.steps, args.size, args.repeats)
-    print(f"\n== SDXL txt2img {args.size}x{args.size}, {args.steps} steps, {SCHEDULER}, {DTYPE} CPU")
+    print(f"\n== SDXL txt2img {args.size}x{args.size}, {args.steps} steps, {SCHEDULER}, {DTYPE} on {DEVICE}")
     print(f"first graph run (model load included): {timing['first_graph_s']:.1f} s")
     print(f"time: graph {timing['graph_s']:.2f} s, diffusers {timing['diffusers_s']:.2f} s (medians of {args.repeats}), "
           f"ratio {timing['ratio']:.3f}; pixels identical: {timing['identical']}")
@@ -234,6 +249,9 @@ def main() -> None:
         g, d = rss["graph"], rss["diffusers"]
         print(f"peak RSS: graph {g['peak_rss_mib']:.0f} MiB, diffusers {d['peak_rss_mib']:.0f} MiB, ratio "
               f"{g['peak_rss_mib'] / d['peak_rss_mib']:.3f}; load + one run: graph {g['seconds']:.0f} s, diffusers {d['seconds']:.0f} s")
+        if g["peak_gpu_mib"] is not None:
+            print(f"peak GPU memory: graph {g['peak_gpu_mib']:.0f} MiB, diffusers {d['peak_gpu_mib']:.0f} MiB, ratio "
+                  f"{g['peak_gpu_mib'] / d['peak_gpu_mib']:.3f}")
     print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
 
 
