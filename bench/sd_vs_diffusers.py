@@ -92,12 +92,17 @@ def run_pipeline(pipe: Any, steps: int, size: int, out: Path) -> np.ndarray:
 
 def run_graph(executor: Any, model: str, steps: int, size: int, out: Path) -> np.ndarray:
     """One graph run of workflows/txt2img.json with a fresh cache; returns the PNG's pixels."""
+    return run_workflow(executor, WORKFLOW, graph_inputs(model, steps, size), out)
+
+
+def run_workflow(executor: Any, workflow: Path, inputs: dict[str, Any], out: Path) -> np.ndarray:
+    """One run of ``workflow`` with a fresh cache (also bench/sdxl.py's); returns its last PNG's pixels."""
     from PIL import Image
 
     from nodeflow.cache import Cache
 
     executor.cache = Cache()
-    result = executor.run(WORKFLOW.read_text(), inputs=graph_inputs(model, steps, size), output_dir=out)
+    result = executor.run(workflow.read_text(), inputs=inputs, output_dir=out)
     if result.status != "succeeded":
         raise RuntimeError(f"graph run failed: {result.errors}")
     with Image.open(result.outputs[-1]["path"]) as png:

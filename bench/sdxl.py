@@ -45,6 +45,7 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from sd_vs_diffusers import peak_rss_kib, run_workflow  # noqa: E402
 
 WORKFLOW = REPO / "workflows" / "sdxl_txt2img.json"
 SKELETON = REPO / "nodeflow" / "models" / "configs" / "sdxl"
@@ -115,29 +116,12 @@ def run_pipeline(pipe: Any, steps: int, size: int) -> np.ndarray:
 
 def run_graph(executor: Any, model: str, steps: int, size: int, out: Path) -> np.ndarray:
     """One run of workflows/sdxl_txt2img.json with a fresh cache; the PNG's pixels."""
-    from PIL import Image
-
-    from nodeflow.cache import Cache
-
-    executor.cache = Cache()
-    result = executor.run(WORKFLOW.read_text(), inputs=graph_inputs(model, steps, size), output_dir=out)
-    if result.status != "succeeded":
-        raise RuntimeError(f"graph run failed: {result.errors}")
-    with Image.open(result.outputs[-1]["path"]) as png:
-        return np.array(png)
+    return run_workflow(executor, WORKFLOW, graph_inputs(model, steps, size), out)
 
 
 def peak_gpu_mib() -> float | None:
     """Peak GPU memory torch allocated in this process, in MiB (None off CUDA)."""
     return torch.cuda.max_memory_allocated() / 2**20 if DEVICE == "cuda" else None
-
-
-def peak_rss_mib() -> float:
-    """This process's own peak RSS (Linux ``VmHWM``) in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def child(side: str, model: str, steps: int, size: int) -> None:
@@ -160,7 +144,7 @@ def child(side: str, model: str, steps: int, size: int) -> None:
         pipe.scheduler = getattr(diffusers, SCHEDULER).from_config(pipe.scheduler.config)
         pipe.set_progress_bar_config(disable=True)
         run_pipeline(pipe, steps, size)
-    print(json.dumps({"side": side, "seconds": time.perf_counter() - started, "peak_rss_mib": peak_rss_mib(),
+    print(json.dumps({"side": side, "seconds": time.perf_counter() - started, "peak_rss_mib": peak_rss_kib() / 1024,
                       "peak_gpu_mib": peak_gpu_mib()}))
 
 
