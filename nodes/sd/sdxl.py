@@ -215,7 +215,7 @@ class SDXLTextEncode:
         if clip.family not in {f.value for f in SDXL_FAMILIES}:
             raise ValueError(f"clip: SDXL Text Encode needs an SDXL model's text encoders, this is an {ModelFamily(clip.family).label} "
                              "model's (use Tokenize + Text Encode)")
-        load = functools.partial(_load_embedding, ctx)
+        load = functools.partial(_load_embedding, ctx, {})  # each file read once, for both encoders and both prompts
         embeddings, pooled = encode_prompts(clip, prompt, prompt_2, load, clip_skip)
         if not (negative_prompt or negative_prompt_2) and _zeros_for_empty(clip, zero_negative):
             negative, negative_pooled = torch.zeros_like(embeddings), torch.zeros_like(pooled)
@@ -234,13 +234,17 @@ class SDXLTextEncode:
 _PROMPTS = ("prompt", "prompt_2", "negative_prompt", "negative_prompt_2")
 
 
-def _load_embedding(ctx: Context, slot: str, name: str) -> torch.Tensor:
-    """The vectors of ``embedding:name`` for the encoder in ``slot``: an SDXL file's clip_l (text_encoder) or clip_g half."""
-    path = find_embedding(ctx.paths, name)
-    try:
-        found = ti.read_embeddings(path, allow_pickle=ctx.models.allow_pickle)
-    except ti.EmbeddingError as exc:
-        raise ValueError(f"prompt: embedding:{name}: {exc}") from exc
+def _load_embedding(ctx: Context, read: dict[str, dict[str, Any]], slot: str, name: str) -> torch.Tensor:
+    """The vectors of ``embedding:name`` for the encoder in ``slot``: an SDXL file's clip_l (text_encoder) or clip_g half.
+
+    ``read`` keeps the files read so far in this run, by name.
+    """
+    if name not in read:
+        try:
+            read[name] = ti.read_embeddings(find_embedding(ctx.paths, name), allow_pickle=ctx.models.allow_pickle)
+        except ti.EmbeddingError as exc:
+            raise ValueError(f"prompt: embedding:{name}: {exc}") from exc
+    found = read[name]
     if slot not in found:
         key = next(k for k, v in ti.SDXL_KEYS.items() if v == slot)
         raise ValueError(f"prompt: embedding:{name} has no {key} vectors for this model's {slot} (an SD 1.x/2.x embedding?); "
