@@ -351,3 +351,101 @@ def test_a_comfyui_vae_loader_with_the_checkpoints_own_vae_gives_the_same_pixels
     with Image.open(result.outputs[0]["path"]) as picture:
         assert np.array_equal(np.array(picture.convert("RGB")), own)
     assert json.dumps(doc.nodes["10"].inputs) == '{"path": "digits.safetensors"}'
+
+
+# -- InpaintModelConditioning ----------------------------------------------------------------------------------
+def _model_conditioning(noise_mask: bool | None = True, latent: list[Any] | None = None) -> dict[str, Any]:
+    """ComfyUI's inpainting with InpaintModelConditioning: its three outputs into the KSampler (denoise 0.8)."""
+    api = _base("euler", "normal")
+    api["10"] = {"class_type": "LoadImage", "inputs": {"image": "images/digit3.png"}}
+    api["11"] = {"class_type": "LoadImageMask", "inputs": {"image": "images/digit3_mask.png", "channel": "red"}}
+    api["12"] = {"class_type": "InpaintModelConditioning", "inputs": {"positive": ["6", 0], "negative": ["7", 0], "vae": ["4", 2],
+                                                                      "pixels": ["10", 0], "mask": ["11", 0]}}
+    if noise_mask is not None:
+        api["12"]["inputs"]["noise_mask"] = noise_mask
+    api["3"]["inputs"].update(positive=["12", 0], negative=["12", 1], latent_image=latent or ["12", 2], denoise=0.8)
+    if latent is None:
+        del api["5"]
+    return api
+
+
+def test_inpaint_model_conditioning_imports_to_encode_noise_mask_and_inpaint_model_conditioning(sd_registry):
+    doc = _both(_model_conditioning(), sd_registry)
+    encode, masked, conditioned = doc.nodes["12.encode"], doc.nodes["12.noise_mask"], doc.nodes["12"]
+    assert encode.type == "sd.vae_encode" and encode.inputs["mode"] == "argmax" and encode.inputs["image"] == {"node": "10", "output": "image"}
+    assert masked.type == "sd.set_latent_noise_mask" and masked.inputs["binarize"] is False  # ComfyUI's noise mask stays soft
+    assert masked.inputs["latents"] == {"node": "12.encode", "output": "latents"}
+    assert conditioned.type == "sd.inpaint_model_conditioning"
+    assert {k: conditioned.inputs[k] for k in ("mode", "binarize")} == {"mode": "argmax", "binarize": True}  # ComfyUI rounds it
+    assert conditioned.inputs["latents"] == {"node": "12.noise_mask", "output": "masked"}
+    assert conditioned.inputs["unet"] == {"node": "4", "output": "unet"}
+    assert doc.nodes["3.noise"].inputs["latents"] == {"node": "12", "output": "conditioned"}
+    # the conditioning passes through: the sampler reads the text encodes themselves
+    assert doc.nodes["3"].inputs["positive"]["node"] == "6" and doc.nodes["3"].inputs["negative"]["node"] == "7"
+
+    plain = import_comfy(_model_conditioning(noise_mask=False), sd_registry, _paths())
+    assert plain.ok, plain.errors
+    assert "12.noise_mask" not in plain.doc.nodes
+    assert plain.doc.nodes["12"].inputs["latents"] == {"node": "12.encode", "output": "latents"}
+    old = api_to_ui(_model_conditioning())  # a file saved before ComfyUI added the noise_mask widget
+    next(n for n in old["nodes"] if n["type"] == "InpaintModelConditioning")["widgets_values"] = []
+    before_widget = import_comfy(old, sd_registry, _paths())
+    assert before_widget.ok, before_widget.errors
+    assert "12.noise_mask" in before_widget.doc.nodes  # ComfyUI's default: on
+
+
+def test_inpaint_model_conditioning_with_other_latents_is_refused_naming_the_input(sd_registry):
+    imported = import_comfy(_model_conditioning(latent=["5", 0]), sd_registry, _paths())
+    assert not imported.ok
+    (error,) = [e for e in imported.errors if e.node == "3"]
+    assert error.code == "unsupported_comfy_value" and error.input == "latent_image" and "InpaintModelConditioning" in error.message
+
+
+def test_on_an_ordinary_model_inpaint_model_conditioning_gives_the_pixels_of_vae_encode_and_set_latent_noise_mask(sd_registry, sd_models,
+                                                                                                                 tmp_path):
+    # ComfyUI: a 4-channel model ignores the inpainting channels, so the latent (the picture, soft noise mask) is all that acts
+    got = _run_pixels(import_comfy(_model_conditioning(), sd_registry, _paths()).doc, sd_registry, sd_models, tmp_path / "imc")
+    api = _model_conditioning()
+    api["12"] = {"class_type": "VAEEncode", "inputs": {"pixels": ["10", 0], "vae": ["4", 2]}}
+    api["13"] = {"class_type": "SetLatentNoiseMask", "inputs": {"samples": ["12", 0], "mask": ["11", 0]}}
+    api["3"]["inputs"].update(positive=["6", 0], negative=["7", 0], latent_image=["13", 0])
+    expected = _run_pixels(import_comfy(api, sd_registry, _paths()).doc, sd_registry, sd_models, tmp_path / "set_mask")
+    assert got.shape == (16, 16, 3) and np.array_equal(got, expected)
+    unmasked = _run_pixels(import_comfy(_model_conditioning(noise_mask=False), sd_registry, _paths()).doc, sd_registry, sd_models,
+                           tmp_path / "unmasked")
+    assert not np.array_equal(got, unmasked)  # the noise mask reached the sampler
+
+
+def test_on_an_inpainting_model_the_channels_are_the_mask_and_the_masked_pictures_mean(sd_registry, sd_models, tmp_path):
+    import shutil
+
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from nodeflow.graph import parse_graph
+
+    folder = tmp_path / "checkpoints" / "digits9"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "nodeflow" / "default_model", folder)
+    base = UNet2DConditionModel.from_pretrained(folder / "unet", local_files_only=True)
+    torch.manual_seed(5)
+    UNet2DConditionModel.from_config({**dict(base.config), "in_channels": 9}).save_pretrained(folder / "unet")
+    paths = PathResolver.create([WORKFLOWS], kinds={"checkpoint": [tmp_path / "checkpoints"]})
+    api = _model_conditioning()
+    api["4"]["inputs"]["ckpt_name"] = "digits9"
+    imported = import_comfy(api, sd_registry, paths)
+    assert imported.ok, imported.errors
+    result = Executor(sd_registry, Cache(), sd_models).run(parse_graph(imported.doc.model_dump(mode="json")), output_dir=tmp_path / "out",
+                                                           paths=paths, targets=["9", "12"])
+    assert result.status == "succeeded", result.errors
+    latents = result.values["12"]["conditioned"]
+
+    vae = AutoencoderKL.from_pretrained(folder / "vae", local_files_only=True)
+    with Image.open(WORKFLOWS / "images/digit3.png") as picture, Image.open(WORKFLOWS / "images/digit3_mask.png") as mask_file:
+        pixels = torch.from_numpy(np.array(picture.convert("RGB"))).permute(2, 0, 1)[None].float() / 255
+        mask = torch.from_numpy(np.array(mask_file.convert("RGB"))[..., 0])[None, None].float() / 255
+    with torch.no_grad():
+        mean = vae.encode((2 * pixels - 1) * (mask < 0.5)).latent_dist.mode() * vae.config.scaling_factor
+        whole = vae.encode(2 * pixels - 1).latent_dist.mode() * vae.config.scaling_factor
+    small = torch.nn.functional.interpolate((mask >= 0.5).float(), size=mean.shape[-2:])
+    assert torch.allclose(latents.concat, torch.cat([small, mean], dim=1), atol=1e-5)
+    assert torch.allclose(latents.noise_mask.original, whole, atol=1e-5)  # the picture itself, not the blanked one, is denoised
+    assert small.min() == 0 and small.max() == 1

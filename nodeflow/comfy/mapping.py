@@ -19,6 +19,8 @@ KSampler(Advanced)          ``sd.scheduler`` + ``sd.noise_latents`` or         :
 VAEDecode / VAEEncode       ``sd.vae_decode`` / ``sd.vae_encode`` (argmax)     :data:`DIRECT`
 VAEEncodeForInpaint         ``sd.vae_encode_inpaint`` (argmax, ``grow``)       :data:`MAPPERS`
 SetLatentNoiseMask          ``sd.set_latent_noise_mask`` (soft mask kept)      :data:`DIRECT`
+InpaintModelConditioning    ``sd.vae_encode`` + ``sd.set_latent_noise_mask``   :data:`MAPPERS`
+                            + ``sd.inpaint_model_conditioning`` (argmax)
 LatentUpscale(By)           ``sd.latent_upscale``                              both
 ImageScale(By)              ``sd.image_upscale``                               both
 LoadImage / LoadImageMask   ``sd.load_image`` (and its mask) / ``sd.load_mask`` :data:`MAPPERS`
@@ -416,7 +418,7 @@ def _empty_latent(b: Builder, node: CNode) -> list[Any] | None:
 def _ksampler(b: Builder, node: CNode) -> list[Any] | None:
     model, positive, negative, latent = (b.bundle(node, n) for n in ("model", "positive", "negative", "latent_image"))
     settings = _sampler_settings(b, node)
-    if not _usable(model, positive, negative, latent) or settings is None:
+    if not _usable(model, positive, negative, latent) or settings is None or not _inpaint_latents(b, node, positive, latent):
         return None
     seed, steps, cfg, sampler, schedule, add_noise, start, denoise = settings
     sched = b.add("scheduler", "sd.scheduler", {"config": model["scheduler_config"], "unet": model["unet"], "name": sampler,
@@ -561,6 +563,42 @@ def _encode_for_inpaint(b: Builder, node: CNode) -> list[Any] | None:
     return [{"latents": link(nf, "latents")}]
 
 
+def _inpaint_model_conditioning(b: Builder, node: CNode) -> list[Any] | None:
+    """The picture's latents (noise mask attached unless ``noise_mask`` is off) carrying an inpainting UNet's extra
+    channels; ComfyUI attaches those to the conditioning instead, so the conditioning passes through marked, and a
+    KSampler given it with other latents is refused (:func:`_inpaint_latents`)."""
+    positive, negative, pixels, vae, mask = (b.bundle(node, n) for n in ("positive", "negative", "pixels", "vae", "mask"))
+    noise_mask = b.value(node, "noise_mask") if "noise_mask" in node.inputs else True  # older files have no such widget
+    if not _usable(positive, negative, pixels, vae, mask) or noise_mask is None:
+        return None
+    unet = vae.get("unet") or _any_unet(b)
+    if unet is None:
+        b.error("unsupported_comfy_value", "nodeflow needs a checkpoint's UNet to tell an inpainting model from an ordinary one;"
+                                           " the workflow loads none", "vae")
+        return None
+    encoded = b.add("encode", "sd.vae_encode", {"vae": vae["vae"], "image": pixels["image"], "mode": "argmax", "seed": 0})
+    latents = link(encoded, "latents")
+    if noise_mask:
+        masked = b.add("noise_mask", "sd.set_latent_noise_mask", {"latents": latents, "mask": mask["mask"], "binarize": False})
+        latents = link(masked, "masked")
+    nf = b.add("", "sd.inpaint_model_conditioning", {"unet": unet, "vae": vae["vae"], "image": pixels["image"],
+                                                      "mask": mask["mask"], "latents": latents, "binarize": True,
+                                                      "mode": "argmax"})
+    out = link(nf, "conditioned")
+    return [{**positive, "inpaint": out}, {**negative, "inpaint": out}, {"latents": out}]
+
+
+def _inpaint_latents(b: Builder, node: CNode, positive: dict[str, Any], latent: dict[str, Any]) -> bool:
+    """False (reported) when the conditioning comes from InpaintModelConditioning and the latents do not."""
+    wanted = positive.get("inpaint")
+    if wanted is None or latent.get("latents") == wanted:
+        return True
+    b.error("unsupported_comfy_value", "the positive conditioning comes from InpaintModelConditioning but the latent_image does"
+                                       " not: nodeflow attaches the inpainting channels to that node's latent output, so wire"
+                                       " it into this sampler", "latent_image")
+    return False
+
+
 def _any_unet(b: Builder) -> Any:
     """The UNet of the first checkpoint loaded in the workflow (a VAELoader's VAE has none of its own)."""
     for _, bundle in sorted(b.sockets.items(), key=lambda item: (_id_key(item[0][0]), item[0][1])):
@@ -638,6 +676,7 @@ MAPPERS: dict[str, Mapper] = {
     "KSamplerAdvanced": _ksampler,
     "VAELoader": _vae_loader,
     "VAEEncodeForInpaint": _encode_for_inpaint,
+    "InpaintModelConditioning": _inpaint_model_conditioning,
     "LoadImage": _load_image,
     "LoadImageMask": _load_image_mask,
     "ImageScale": _to_size,
@@ -657,6 +696,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "LoraLoader": ("sd.lora",), "LoraLoaderModelOnly": ("sd.lora",), "CLIPTextEncode": ("sd.tokenize", "sd.text_encode"),
     "CLIPTextEncodeSDXL": ("sd.sdxl_text_encode",), "CLIPTextEncodeSDXLRefiner": ("sd.sdxl_text_encode",),
     "KSampler": _SAMPLING, "KSamplerAdvanced": _SAMPLING, "VAEEncodeForInpaint": ("sd.vae_encode_inpaint",),
+    "InpaintModelConditioning": ("sd.vae_encode", "sd.set_latent_noise_mask", "sd.inpaint_model_conditioning"),
     "LoadImage": ("sd.load_image",), "LoadImageMask": ("sd.load_mask",), "ImageScale": ("sd.image_upscale",),
     "LatentUpscale": ("sd.latent_upscale",), "ConditioningSetMask": ("sd.conditioning_set_mask",),
     "ControlNetLoader": ("sd.load_controlnet",), "ControlNetApply": ("sd.apply_controlnet",),

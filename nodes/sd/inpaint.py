@@ -121,7 +121,7 @@ class SetLatentNoiseMask:
         return dataclasses.replace(latents, noise_mask=NoiseMask(latent_mask(full, samples), samples))
 
 
-@node("sd.inpaint_model_conditioning", display_name="Inpaint Model Conditioning", category="sd/inpaint")
+@node("sd.inpaint_model_conditioning", display_name="Inpaint Model Conditioning", category="sd/inpaint", version="1.1.0")
 class InpaintModelConditioning:
     """Encode the masked image and attach it, with the mask, as an inpainting UNet's extra input channels.
 
@@ -138,21 +138,23 @@ class InpaintModelConditioning:
     binarize = _BINARIZE
     upcast = Input("BOOL", default=False, description="encode with a half-precision VAE in fp32 when its config says force_upcast"
                    " (diffusers' SDXL inpaint pipeline)")
+    mode = Input("STRING", default="sample", choices=["sample", "argmax"],
+                 description="as VAE Encode's: argmax takes the posterior's mean and draws nothing from the stream (ComfyUI)")
     conditioned = Output("LATENTS", display_name="latents")
 
     def validate_inputs(self, check: ValidationContext, **literals: Any) -> str | None:
         return _sizes_agree(check, "image", "mask")
 
     def run(self, ctx: Context, unet: Any, vae: Any, image: Image, mask: Mask, latents: Latents, binarize: bool,
-            upcast: bool = False) -> Latents:
+            upcast: bool = False, mode: str = "sample") -> Latents:
         height, width = _fit(image.pixels, _common.vae_scale_factor(vae)).shape[-2:]
         full = pixel_mask(mask, height, width, binarize, "Inpaint Model Conditioning")
         generator = _common.stream(latents.generator_state)
         if upcast:
             out_dtype = _common.placement(vae)[1]
-            masked = encode_masked(upcast_vae(ctx, vae, (torch.float16, torch.bfloat16)), image, full, generator, out_dtype=out_dtype)
+            masked = encode_masked(upcast_vae(ctx, vae, (torch.float16, torch.bfloat16)), image, full, generator, mode, out_dtype)
         else:
-            masked = encode_masked(vae, image, full, generator)
+            masked = encode_masked(vae, image, full, generator, mode)
         concat = torch.cat([latent_mask(full, masked), masked], dim=1) if takes_extra_channels(unet, vae) else None
         return dataclasses.replace(latents, concat=concat, generator_state=generator.get_state())
 
