@@ -180,14 +180,21 @@ class RunningServer:
         await self.runner.cleanup()
 
 
+LINGER_SECONDS = 1.0
+"""How long the server reads and drops the rest of a body it answered early before closing the connection."""
+
+
 async def start_server(config: ServerConfig, *, registry: Registry | None = None,
                        backend: Backend | None = None) -> RunningServer:
     """Build and start a server on ``config.host:config.port`` (port 0 picks a free one)."""
     server = Server(config, registry=registry, backend=backend)
     # keepalive_timeout also bounds how long a connection may take to send its request headers
     # (aiohttp arms it when a connection opens and re-arms it after each response).
+    # lingering_time: after answering before the body was read (413, 408), aiohttp reads and drops the rest so the
+    # client sees the answer, then closes; its default, 10 s, let a client that never finishes hold the connection
+    # 10 s past its 408.
     runner = web.AppRunner(server.app(), access_log=None, handle_signals=False,  # our middleware logs each request once
-                           keepalive_timeout=config.header_timeout)
+                           keepalive_timeout=config.header_timeout, lingering_time=LINGER_SECONDS)
     await runner.setup()
     site = web.TCPSite(runner, config.host, config.port)
     await site.start()

@@ -136,6 +136,20 @@ test("a run the websocket reported started stays running when an older history p
   assert.deepEqual([b.records.get("q").status, b.records.get("s").status], ["queued", "running"]);
 });
 
+test("a run record fetched before the run started does not set a running run back to queued", () => {
+  // the editor's websocket connected after the runs were queued: it fetches each record, and
+  // the run_started can arrive before an answer the server gave while the run was still queued
+  const b = book();
+  b.queued("r", "g", "slow", ["slow"]);
+  b.handle(msg("run_started", "r", { nodes: 1 }));
+  b.handle(msg("node_started", "r", { node: "slow" }));
+  b.reconcile("r", { status: "queued", nodes: { slow: { status: "pending" } } });
+  assert.equal(b.records.get("r").status, "running");
+  assert.equal(b.nodeState("r", "slow").status, "running");
+  b.reconcile("r", { status: "cancelled", nodes: { slow: { status: "cancelled" } }, errors: [] }); // news further on still lands
+  assert.equal(b.records.get("r").status, "cancelled");
+});
+
 test("rows are labelled by this tab's workflow name, else the record's workflow or graph name", () => {
   const b = book();
   b.merge([{ id: "a", status: "succeeded", workflow: "wf" }, { id: "b", status: "succeeded", name: "meta" }, { id: "c", status: "queued" }]);

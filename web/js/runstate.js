@@ -218,6 +218,12 @@ export class RunBook {
    * the connection was down.
    */
   reconcile(id, record) {
+    const known = this.records.get(id);
+    if (known && this.#stage(known.status) > this.#stage(record.status)) {
+      // fetched before the websocket's news about this run (as in merge): the news is newer
+      known.lost = false;
+      return { run: id };
+    }
     const states = this.#states(id);
     const finished = this.isFinished(record.status);
     const recorded = record.nodes || {};
