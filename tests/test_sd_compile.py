@@ -109,3 +109,22 @@ def test_the_compiled_models_are_built_once_per_store_and_the_node_choice_wins(t
     assert first["unet"].conv_in.weight is base.unet.conv_in.weight  # weights shared (CPU: no channels-last copy)
     keys = {node.fingerprint(ctx, model=str(tiny_sd_dir), dtype="auto", device="cpu", compile=c) for c in ("auto", "off")}
     assert len(keys) == 2  # compiled and eager results never share a cache entry
+
+
+def test_load_vae_compiles_its_decoder_as_load_model_does(tiny_sd_dir):
+    from nodeflow_nodes.sd.load import LoadVAE
+
+    from nodeflow.context import Context
+    from nodeflow.files import PathResolver
+    from nodeflow.models import ModelStore
+    from nodeflow.models.fast import is_compiled
+
+    store = ModelStore(device="cpu", compile="default")  # `nodeflow run --compile`
+    ctx = Context("vae", "sd.load_vae", model_store=store, paths=PathResolver.create([tiny_sd_dir]))
+    node = LoadVAE()
+    args = {"path": str(tiny_sd_dir / "vae"), "scaling_factor": 0.0, "dtype": "auto", "device": "cpu"}
+    first, second, off = node.run(ctx, **args), node.run(ctx, **args, compile="auto"), node.run(ctx, **args, compile="off")
+    assert first is second and is_compiled(first.decoder) and not is_compiled(first.encoder)  # built once; encoding stays eager
+    assert not is_compiled(off) and first.decoder.conv_in.weight is off.decoder.conv_in.weight  # the loaded VAE, shared weights
+    keys = {node.fingerprint(ctx, dtype="auto", device="cpu", compile=c) for c in ("auto", "off", "on")}
+    assert len(keys) == 2  # auto resolves to the store's "default", the same as "on"

@@ -10,8 +10,8 @@ run --dtype``), which itself defaults to fp16 on CUDA and fp32 on the CPU.
 Compilation (the fast path, :mod:`nodeflow.models.fast`) follows the same rule: the
 node's ``compile`` wins; ``auto`` means the store's (``nodeflow run --compile``), off by
 default. A compiled UNet and VAE are derived models in the store, built once per
-process and model; the text encoder is never compiled (it runs once per prompt), nor is
-a VAE from Load VAE.
+process and model (Load VAE's ``compile`` does the same for its VAE); the text encoder is
+never compiled (it runs once per prompt).
 """
 
 from __future__ import annotations
@@ -138,15 +138,23 @@ class LoadModel:
 
 def _compiled(ctx: Context, unet: Any, vae: Any, mode: str) -> tuple[Any, Any]:
     """The fast path's UNet and VAE for these loaded ones, built once per process (derived models in the store)."""
-    from nodeflow.models.fast import compiled_unet, compiled_vae
+    from nodeflow.models.fast import compiled_unet
 
+    return _fast(ctx, "unet", unet, mode, compiled_unet), _compiled_vae(ctx, vae, mode)
+
+
+def _compiled_vae(ctx: Context, vae: Any, mode: str) -> Any:
+    from nodeflow.models.fast import compiled_vae
+
+    return _fast(ctx, "vae", vae, mode, compiled_vae)
+
+
+def _fast(ctx: Context, kind: str, module: Any, mode: str, build: Any) -> Any:
     # Each entry keeps its base alive, so the base's id() cannot be reused while it is stored.
-    fast_unet = ctx.models.derived(("compiled", "unet", id(unet), mode), lambda: (unet, compiled_unet(unet, mode)))[1]
-    fast_vae = ctx.models.derived(("compiled", "vae", id(vae), mode), lambda: (vae, compiled_vae(vae, mode)))[1]
-    return fast_unet, fast_vae
+    return ctx.models.derived(("compiled", kind, id(module), mode), lambda: (module, build(module, mode)))[1]
 
 
-@node("sd.load_vae", display_name="Load VAE", category="sd/loaders", version="1.0.0", pure=False)
+@node("sd.load_vae", display_name="Load VAE", category="sd/loaders", version="1.1.0", pure=False)
 class LoadVAE:
     """Load a VAE on its own (a diffusers folder or a single .safetensors file), to use instead of the model's.
 
@@ -161,22 +169,28 @@ class LoadVAE:
                            description="the latents' scale; 0: the folder's config, or 0.18215 (SD 1.x/2.x) for a single file")
     dtype = Input("STRING", default="auto", choices=["auto", "fp32", "fp16", "bf16"], description="auto: as Load Model's auto")
     device = Input("STRING", default="auto", choices=["auto", "cpu", "cuda"], description="auto: CUDA when present, else CPU")
+    compile = Input("STRING", default="auto", choices=list(COMPILE_CHOICES),
+                    description="torch.compile the decoder, as Load Model's compile does its VAE's; auto: nodeflow run --compile")
     vae = Output("VAE")
 
-    def fingerprint(self, ctx: Context, dtype: str | None = None, device: str | None = None, **other: Any) -> str:
+    def fingerprint(self, ctx: Context, dtype: str | None = None, device: str | None = None, compile: str | None = None,
+                    **other: Any) -> str:
         # The file's stamp joins the key through file=; "auto" must key on what it resolves to.
         where = ctx.models.resolve_device(None if device in (None, "auto") else device)
-        return f"{ctx.models.default_dtype(where) if dtype in (None, 'auto') else dtype}:{where}"
+        mode = compile_mode(ctx, compile)
+        return f"{ctx.models.default_dtype(where) if dtype in (None, 'auto') else dtype}:{where}" + (f":compile={mode}" if mode else "")
 
-    def run(self, ctx: Context, path: str, scaling_factor: float, dtype: str, device: str) -> Any:
+    def run(self, ctx: Context, path: str, scaling_factor: float, dtype: str, device: str, compile: str = "auto") -> Any:
         from nodeflow.models.store import DTYPES
         from nodeflow.models.vae import load_vae
 
         where = ctx.models.resolve_device(None if device == "auto" else device)
         precision = ctx.models.default_dtype(where) if dtype == "auto" else dtype
         real = ctx.paths.resolve(path, "vae")
-        return ctx.models.derived(("vae", stamp_text(real), precision, where, float(scaling_factor)),
-                                  lambda: load_vae(real, DTYPES[precision], where, ctx.models.allow_pickle, scaling_factor))
+        vae = ctx.models.derived(("vae", stamp_text(real), precision, where, float(scaling_factor)),
+                                 lambda: load_vae(real, DTYPES[precision], where, ctx.models.allow_pickle, scaling_factor))
+        mode = compile_mode(ctx, compile)
+        return vae if mode is None else _compiled_vae(ctx, vae, mode)
 
 
 NODES = [LoadModel, LoadVAE]
