@@ -154,3 +154,76 @@ def test_the_planner_keys_the_dataset_node_on_its_folder(sd_registry, tmp_path):
     assert key() == before
     _image(folder / "b.png")
     assert key() != before
+
+
+# -- Images to Dataset: pictures made in the graph -------------------------------------------------------------
+def test_images_to_dataset_rounds_to_8_bits_and_gives_every_picture_the_caption():
+    from nodeflow_nodes.sd.dataset import ImagesToDataset
+
+    from nodeflow.values import Image as ImageValue
+
+    pixels = torch.rand(3, 3, 5, 7, generator=torch.Generator().manual_seed(0))
+    out = ImagesToDataset().run(Context("d", "sd.images_to_dataset"), ImageValue(pixels), "a digit\nthe {token}", 16, True)
+    data = out["dataset"]
+    assert out["count"] == 3 == len(data) and data.resolution == 16 and data.flip
+    assert data.captions == ("a digit\nthe {token}",) * 3 and len(set(data.names)) == 3
+    assert all(image.dtype == torch.uint8 and image.shape == (3, 5, 7) for image in data.images)
+    assert torch.equal(torch.stack(data.images), (pixels * 255).round().to(torch.uint8))
+
+
+def test_images_to_dataset_with_an_empty_caption_is_a_validation_error(sd_registry):
+    graph = parse_graph({"nodes": {
+        "img": {"type": "sd.load_image", "inputs": {"path": "x.png"}},
+        "data": {"type": "sd.images_to_dataset", "inputs": {"images": {"node": "img", "output": "image"}, "caption": " \n "}}}})
+    errors = [e for e in validate(graph, sd_registry, PathResolver.create([])) if e.node == "data"]
+    assert [(e.code, e.input) for e in errors] == [("invalid_value", "caption")]
+
+
+def test_class_images_drawn_in_the_graph_train_as_the_same_pictures_read_from_a_folder(sd_registry, sd_models, tmp_path):
+    # DreamBooth's prior preservation with class images the model draws in the same graph: the training equals
+    # one on those pictures written as PNGs and read back by Image Dataset
+    import json
+
+    from nodeflow.cache import Cache
+    from nodeflow.executor import Executor
+
+    doc = json.loads((Path(__file__).resolve().parent.parent / "workflows" / "train_lora.json").read_text())
+    nodes = doc["nodes"]
+    out = lambda node, name: {"node": node, "output": name}  # noqa: E731
+    nodes["class_prompt"] = {"type": "sd.tokenize", "inputs": {"tokenizer": out("load", "tokenizer"), "text": "a handwritten digit"}}
+    nodes["class_encode"] = {"type": "sd.text_encode", "inputs": {"text_encoder": out("load", "text_encoder"), "tokens": out("class_prompt", "tokens")}}
+    nodes["class_scheduler"] = {"type": "sd.scheduler", "inputs": {**nodes["scheduler"]["inputs"], "steps": 4}}
+    nodes["class_noise"] = {"type": "sd.noise_latents", "inputs": {**nodes["noise"]["inputs"], "batch": 3, "seed": 7,
+                                                                    "scheduler": out("class_scheduler", "scheduler")}}
+    nodes["class_negative"] = {"type": "sd.text_encode", "inputs": {"text_encoder": out("load", "text_encoder"), "tokens": out("negative", "tokens")}}
+    nodes["class_denoise"] = {"type": "sd.denoise", "inputs": {"unet": out("load", "unet"), "latents": out("class_noise", "latents"),
+                                                                "scheduler": out("class_scheduler", "scheduler"),
+                                                                "positive": out("class_encode", "conditioning"),
+                                                                "negative": out("class_negative", "conditioning"), "guidance_scale": 7.5}}
+    nodes["class_decode"] = {"type": "sd.vae_decode", "inputs": {"vae": out("load", "vae"), "latents": out("class_denoise", "denoised")}}
+    nodes["class_save"] = {"type": "sd.save_image", "inputs": {"images": out("class_decode", "image"), "prefix": "class"}}
+    nodes["prior"] = {"type": "sd.images_to_dataset", "inputs": {"images": out("class_decode", "image"), "caption": "a handwritten digit"}}
+    nodes["train"]["inputs"].update(steps=3, sample_every=0, save_every=0)
+    paths = PathResolver.create([Path(__file__).resolve().parent.parent / "workflows", tmp_path])
+    drawn = Executor(sd_registry, Cache(), sd_models).run(parse_graph(doc), output_dir=tmp_path / "drawn", targets=["train", "class_save", "prior"],
+                                                          paths=paths)
+    assert drawn.status == "succeeded", drawn.errors
+    assert drawn.values["prior"]["count"] == 3
+    pictures = [o["path"] for o in drawn.outputs if Path(o["path"]).name.startswith("class")]
+    assert len(pictures) == 3
+
+    folder = tmp_path / "class_images"
+    folder.mkdir()
+    for path in pictures:
+        Path(path).rename(folder / Path(path).name)
+    nodes["prior"] = {"type": "sd.dataset", "inputs": {"folder": str(folder), "caption": "a handwritten digit"}}
+    read = Executor(sd_registry, Cache(), sd_models).run(parse_graph(doc), output_dir=tmp_path / "read", targets=["train"], paths=paths)
+    assert read.status == "succeeded", read.errors
+    assert read.values["train"]["loss"] == drawn.values["train"]["loss"]
+    ours, theirs = drawn.values["train"]["lora"], read.values["train"]["lora"]
+    assert ours.unet.keys() == theirs.unet.keys()
+    assert all(torch.equal(ours.unet[k].up, theirs.unet[k].up) and torch.equal(ours.unet[k].down, theirs.unet[k].down) for k in ours.unet)
+    del nodes["train"]["inputs"]["prior"]
+    alone = Executor(sd_registry, Cache(), sd_models).run(parse_graph(doc), output_dir=tmp_path / "alone", targets=["train"], paths=paths)
+    assert alone.status == "succeeded", alone.errors
+    assert alone.values["train"]["loss"] != drawn.values["train"]["loss"]  # the class images took part

@@ -1,4 +1,4 @@
-"""A folder of training images as a DATASET value (``sd.dataset``).
+"""Training images as a DATASET value: a folder (``sd.dataset``), or pictures made in the graph (``sd.images_to_dataset``).
 
 The reading lives in :mod:`nodeflow.training.dataset`. The folder is a ``file="dataset"``
 input, so the planner keys the cache on a digest of its images and caption files
@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from nodeflow.errors import ErrorInfo
 from nodeflow.node import Context, Input, Output, ValidationContext, node
 from nodeflow.training import dataset as datasets
-from nodeflow.values import Dataset
+from nodeflow.values import Dataset, Image
 
 
 @node("sd.dataset", display_name="Image Dataset", category="sd/training", version="1.0.0")
@@ -49,4 +51,34 @@ class ImageDataset:
         return {"dataset": data, "count": len(data)}
 
 
-NODES = [ImageDataset]
+@node("sd.images_to_dataset", display_name="Images to Dataset", category="sd/training", version="1.0.0")
+class ImagesToDataset:
+    """Pictures made in the graph as a DATASET: e.g. class images a model draws for DreamBooth's prior preservation.
+
+    diffusers' DreamBooth script generates missing class images with the base model
+    before training; in a graph, draw them (a batch of a class prompt) and wire them in
+    here. Each image is rounded to 8 bits, as a PNG written and read back would be.
+    """
+
+    images = Input("IMAGE", description="the pictures, a batch")
+    caption = Input("STRING", default=datasets.TOKEN, multiline=True,
+                    description="caption of every picture; {token} = the trainer's token; one line per alternative")
+    resolution = Input("INT", default=0, min=0, max=4096, step=8, description="side of the training images; 0: the model's own size")
+    flip = Input("BOOL", default=False, description="flip images left-right at random while training")
+    dataset = Output("DATASET")
+    count = Output("INT", description="how many images")
+
+    def validate_inputs(self, check: ValidationContext, caption: str | None = None, **other: Any) -> list[ErrorInfo]:
+        if caption is not None and not datasets.alternatives(caption):
+            return [ErrorInfo("invalid_value", "the caption is empty: give the pictures a caption", input="caption")]
+        return []
+
+    def run(self, ctx: Context, images: Image, caption: str, resolution: int, flip: bool) -> dict[str, Any]:
+        pixels = (images.pixels.clamp(0, 1) * 255).round().to(torch.uint8)
+        count = pixels.shape[0]
+        data = Dataset(tuple(p.contiguous() for p in pixels), (caption,) * count, tuple(f"image_{i:04d}" for i in range(count)),
+                       resolution, flip, source="the graph")
+        return {"dataset": data, "count": count}
+
+
+NODES = [ImageDataset, ImagesToDataset]
