@@ -552,10 +552,8 @@ def _encode_for_inpaint(b: Builder, node: CNode) -> list[Any] | None:
     grow = b.value(node, "grow_mask_by")
     if not _usable(pixels, vae, mask) or grow is None:
         return None
-    unet = vae.get("unet") or _any_unet(b)
+    unet = _inpaint_unet(b, vae)
     if unet is None:
-        b.error("unsupported_comfy_value", "nodeflow needs a checkpoint's UNet to tell an inpainting model from an ordinary one;"
-                                           " the workflow loads none", "vae")
         return None
     nf = b.add("", "sd.vae_encode_inpaint", {"unet": unet, "vae": vae["vae"], "image": pixels["image"], "mask": mask["mask"],
                                               "seed": 0, "binarize": True, "grow": grow, "mode": "argmax"},
@@ -571,10 +569,8 @@ def _inpaint_model_conditioning(b: Builder, node: CNode) -> list[Any] | None:
     noise_mask = b.value(node, "noise_mask") if "noise_mask" in node.inputs else True  # older files have no such widget
     if not _usable(positive, negative, pixels, vae, mask) or noise_mask is None:
         return None
-    unet = vae.get("unet") or _any_unet(b)
+    unet = _inpaint_unet(b, vae)
     if unet is None:
-        b.error("unsupported_comfy_value", "nodeflow needs a checkpoint's UNet to tell an inpainting model from an ordinary one;"
-                                           " the workflow loads none", "vae")
         return None
     encoded = b.add("encode", "sd.vae_encode", {"vae": vae["vae"], "image": pixels["image"], "mode": "argmax", "seed": 0})
     latents = link(encoded, "latents")
@@ -597,6 +593,15 @@ def _inpaint_latents(b: Builder, node: CNode, positive: dict[str, Any], latent: 
                                        " not: nodeflow attaches the inpainting channels to that node's latent output, so wire"
                                        " it into this sampler", "latent_image")
     return False
+
+
+def _inpaint_unet(b: Builder, vae: dict[str, Any]) -> Any:
+    """The UNet that tells an inpainting model from an ordinary one: the VAE's checkpoint's, else the first loaded (reported if none)."""
+    unet = vae.get("unet") or _any_unet(b)
+    if unet is None:
+        b.error("unsupported_comfy_value", "nodeflow needs a checkpoint's UNet to tell an inpainting model from an ordinary one;"
+                                           " the workflow loads none", "vae")
+    return unet
 
 
 def _any_unet(b: Builder) -> Any:

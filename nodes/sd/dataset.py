@@ -17,6 +17,11 @@ from nodeflow.node import Context, Input, Output, ValidationContext, node
 from nodeflow.training import dataset as datasets
 from nodeflow.values import Dataset, Image
 
+_RESOLUTION = Input("INT", default=0, min=0, max=4096, step=8, description="side of the training images; 0: the model's own size")
+_FLIP = Input("BOOL", default=False, description="flip images left-right at random while training")
+_DATASET = Output("DATASET")
+_COUNT = Output("INT", description="how many images")
+
 
 @node("sd.dataset", display_name="Image Dataset", category="sd/training", version="1.0.0")
 class ImageDataset:
@@ -31,10 +36,10 @@ class ImageDataset:
                    description="a folder of images (.png, .jpg, .webp...), optionally with a .txt caption beside each")
     caption = Input("STRING", default=datasets.TOKEN, multiline=True,
                     description="caption of the images without a .txt file; {token} = the trainer's token; one line per alternative")
-    resolution = Input("INT", default=0, min=0, max=4096, step=8, description="side of the training images; 0: the model's own size")
-    flip = Input("BOOL", default=False, description="flip images left-right at random while training")
-    dataset = Output("DATASET")
-    count = Output("INT", description="how many images")
+    resolution = _RESOLUTION
+    flip = _FLIP
+    dataset = _DATASET
+    count = _COUNT
 
     def validate_inputs(self, check: ValidationContext, folder: str | None = None, caption: str | None = None,
                         **other: Any) -> list[ErrorInfo]:
@@ -63,10 +68,10 @@ class ImagesToDataset:
     images = Input("IMAGE", description="the pictures, a batch")
     caption = Input("STRING", default=datasets.TOKEN, multiline=True,
                     description="caption of every picture; {token} = the trainer's token; one line per alternative")
-    resolution = Input("INT", default=0, min=0, max=4096, step=8, description="side of the training images; 0: the model's own size")
-    flip = Input("BOOL", default=False, description="flip images left-right at random while training")
-    dataset = Output("DATASET")
-    count = Output("INT", description="how many images")
+    resolution = _RESOLUTION
+    flip = _FLIP
+    dataset = _DATASET
+    count = _COUNT
 
     def validate_inputs(self, check: ValidationContext, caption: str | None = None, **other: Any) -> list[ErrorInfo]:
         if caption is not None and not datasets.alternatives(caption):
