@@ -894,11 +894,14 @@ def test_three_queued_runs_the_canvas_shows_the_executing_one_and_interrupt_canc
     load(page, slow_graph())
     value = page.get_by_label("value", exact=True)
     ids: list[str] = []
+    # the panel also lists the runs of earlier tests (every client's): a new row is one the server did not have before
+    earlier = [run["id"] for run in server.get("/api/runs?limit=200")["runs"]]
     for n in (1, 2, 3):  # three different graphs, so no run is a cache hit of another
         value.fill(str(n))
         page.get_by_role("button", name="Run", exact=True).click()
-        page.wait_for_function("n => document.querySelectorAll('#queue .run').length >= n", arg=n)
-        ids.append(next(r for r in queue_rows(page) if r not in ids))
+        page.wait_for_function("known => [...document.querySelectorAll('#queue .run')].some(e => !known.includes(e.dataset.run))",
+                               arg=earlier + ids)
+        ids.append(next(r for r in queue_rows(page) if r not in earlier and r not in ids))
     first, second, third = ids
 
     page.wait_for_function("id => nodeflow.run(id)?.status === 'running'", arg=first)
