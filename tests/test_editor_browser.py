@@ -235,6 +235,10 @@ def shot(page: Page, name: str) -> None:
 
 def open_workflow(page: Page, name: str) -> None:
     """Open a workflow the way a user does: choose it in the list, press Open."""
+    if page.evaluate("nodeflow.openedWorkflow()") == name:
+        # Already open (a first visit opens txt2img): the wait below would pass before this open lands, and an edit
+        # made meanwhile would meet its "discard unsaved changes?" question. Forget the name so the wait means this open.
+        page.evaluate("nodeflow.loadGraph(nodeflow.getGraph())")
     page.get_by_label("Workflow", exact=True).select_option(name)
     page.get_by_role("button", name="Open", exact=True).click()
     page.wait_for_function("n => nodeflow.openedWorkflow() === n", arg=name)
