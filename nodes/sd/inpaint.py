@@ -150,11 +150,8 @@ class InpaintModelConditioning:
         height, width = _fit(image.pixels, _common.vae_scale_factor(vae)).shape[-2:]
         full = pixel_mask(mask, height, width, binarize, "Inpaint Model Conditioning")
         generator = _common.stream(latents.generator_state)
-        if upcast:
-            out_dtype = _common.placement(vae)[1]
-            masked = encode_masked(upcast_vae(ctx, vae, (torch.float16, torch.bfloat16)), image, full, generator, mode, out_dtype)
-        else:
-            masked = encode_masked(vae, image, full, generator, mode)
+        encoder = upcast_vae(ctx, vae, (torch.float16, torch.bfloat16)) if upcast else vae
+        masked = encode_masked(encoder, image, full, generator, mode, _common.placement(vae)[1] if upcast else None)
         concat = torch.cat([latent_mask(full, masked), masked], dim=1) if takes_extra_channels(unet, vae) else None
         return dataclasses.replace(latents, concat=concat, generator_state=generator.get_state())
 

@@ -46,7 +46,7 @@ from nodeflow.values import Conditioning, Latents, TextEncoders, Tokens
 
 from . import _common
 from ._families import clip_problems
-from .text import apply_weights, embedding_problems, embedding_stamps, find_embedding, tokenize, with_vectors
+from .text import apply_weights, chunked_ids, embedding_problems, embedding_stamps, find_embedding, tokenize
 
 SDXL_FAMILIES = (ModelFamily.SDXL, ModelFamily.SDXL_REFINER)
 
@@ -81,10 +81,7 @@ def _hidden(encoder: Any, ids: torch.Tensor, layer: int) -> tuple[torch.Tensor, 
 def _encode_one(encoder: Any, tokens: Tokens, layer: int) -> tuple[torch.Tensor, torch.Tensor | None]:
     """One encoder's embeddings [1, 77 * n, D] (weights applied) and pooled [1, P] (the first chunk's) of one prompt."""
     rows, length = tokens.ids.shape
-    chunk = length // tokens.chunks
-    ids, spliced = tokens.ids.reshape(rows * tokens.chunks, chunk), encoder
-    if tokens.vectors is not None:
-        spliced, ids = with_vectors(encoder, tokens.vectors, ids)
+    spliced, ids = chunked_ids(encoder, tokens)
     hidden, pooled = _hidden(spliced, ids, layer)
     hidden = hidden.reshape(rows, length, hidden.shape[-1])
     if tokens.weights is not None and tokens.empty is not None:

@@ -232,13 +232,9 @@ class TextEncode:
     def run(self, ctx: Context, text_encoder: Any, tokens: Tokens, clip_skip: int) -> Conditioning:
         device, dtype = _common.placement(text_encoder)
         rows, length = tokens.ids.shape
-        if tokens.chunks < 1 or length % tokens.chunks:
-            raise ValueError(f"tokens: {length} ids cannot be {tokens.chunks} equal chunks")
-        chunk = length // tokens.chunks
-        ids, encoder = tokens.ids.reshape(rows * tokens.chunks, chunk), text_encoder
-        if tokens.vectors is not None:
-            encoder, ids = with_vectors(text_encoder, tokens.vectors, ids)
-        mask = tokens.attention_mask.reshape(rows * tokens.chunks, chunk)
+        encoder, ids = chunked_ids(text_encoder, tokens)
+        chunk = ids.shape[1]
+        mask = tokens.attention_mask.reshape(ids.shape)
         embeddings = _encode(encoder, ids, mask, clip_skip)
         embeddings = embeddings.reshape(rows, length, embeddings.shape[-1])
         if tokens.weights is not None:
@@ -301,6 +297,17 @@ class _SplicedEmbedding(torch.nn.Module):
         if inserted.any():
             out = torch.where(inserted[..., None], self.vectors[(ids - size).clamp(min=0)], out)
         return out
+
+
+def chunked_ids(text_encoder: Any, tokens: Tokens) -> tuple[Any, torch.Tensor]:
+    """The encoder that reads ``tokens`` (the prompt's inserted embedding vectors spliced in) and their ids, one row per chunk."""
+    rows, length = tokens.ids.shape
+    if tokens.chunks < 1 or length % tokens.chunks:
+        raise ValueError(f"tokens: {length} ids cannot be {tokens.chunks} equal chunks")
+    ids = tokens.ids.reshape(rows * tokens.chunks, length // tokens.chunks)
+    if tokens.vectors is None:
+        return text_encoder, ids
+    return with_vectors(text_encoder, tokens.vectors, ids)
 
 
 def with_vectors(text_encoder: Any, vectors: torch.Tensor, ids: torch.Tensor) -> tuple[Any, torch.Tensor]:
